@@ -1,0 +1,262 @@
+// The RNTN's forward pass, loss and backward pass over a whole minibatch,
+// written as DESIGN.md's "Batched form" so it can be checked line by line
+// against docs/derivation.md. Everything here trusts its inputs: the N-API
+// glue (addon.cpp) validates every array and index before calling in.
+//
+// Notation (docs/derivation.md): d hidden size, C classes, N nodes in the
+// schedule, c = [x_left; x_right] (2d). All matrices are column-major with one
+// column per node, so "column n" is node n's vector, contiguous in memory.
+//
+// Parameter buffer (src/model.ts, ParameterLayout): V, W, b, Ws, bs, L, each
+// row-major as DESIGN.md shapes them. V [d][2d][2d] read row-major is
+// Vf, a (2d²)×2d matrix whose row k·2d+i is V[k][i][:]; W [d][2d] follows it
+// directly, so VW = [Vf; W] is one row-major (2d²+d)×2d matrix, i.e. a
+// column-major 2d×(2d²+d) matrix with leading dimension 2d. That lets one GEMM
+// compute the tensor and the matrix products of a level, one GEMM send the
+// error of a level to its children, and one GEMM accumulate ∂V and ∂W.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "activation.h"
+#include "blas.h"
+
+namespace rntn {
+
+struct Dims {
+  int d;          // hidden size
+  int classes;    // C
+  int vocab;      // rows of L
+  bool leafTanh;  // x = tanh(L[w]) (CoreNLP) instead of x = L[w] (the paper)
+};
+
+// Offsets of each tensor in the parameter (and gradient) buffer; must match
+// ParameterLayout in src/model.ts.
+struct Layout {
+  size_t V, W, b, Ws, bs, L, size;
+  explicit Layout(const Dims& k) {
+    const size_t d = k.d, c = k.classes;
+    V = 0;
+    W = V + 4 * d * d * d;
+    b = W + 2 * d * d;
+    Ws = b + d;
+    bs = Ws + c * d;
+    L = bs + c;
+    size = L + static_cast<size_t>(k.vocab) * d;
+  }
+};
+
+// A compiled minibatch (src/batch.ts, compileBatch). Nodes are numbered so
+// that level 0 (the leaves) comes first and level l holds nodes whose
+// children are all in earlier levels: levelStart[l] ≤ n < levelStart[l+1].
+struct Schedule {
+  const int32_t* left;   // child node index, -1 for a leaf
+  const int32_t* right;  // child node index, -1 for a leaf
+  const int32_t* word;   // row of L for a leaf, -1 for an internal node
+  const int32_t* label;  // gold class, or -1 for a node that has none (no loss)
+  const int32_t* levelStart;
+  int nodes;
+  int levels;  // levelStart has levels+1 entries
+};
+
+// Scratch memory, reused across calls so that training does not allocate per
+// minibatch. One per thread: the native core has no shared mutable state.
+template <typename T>
+struct Workspace {
+  std::vector<T> X;       // d × N activations
+  std::vector<T> Y;       // C × N scores, then probabilities, then δs = y − t
+  std::vector<T> G;       // d × N error reaching each node's activation
+  std::vector<T> Cin;     // 2d × Nint children [x_l; x_r] of every internal node
+  std::vector<T> TZ;      // (2d²+d) × B: [Vf; W]·c for the level in progress
+  std::vector<T> PD;      // (2d²+d) × window: [Δ ⊗ c; Δ] per internal node
+  std::vector<T> VsW;     // [Vf + Vfᵀ (per slice); W]: the error pass's matrix
+  std::vector<T> dC;      // 2d × B error sent to the children of a level
+
+  template <typename U>
+  static U* sized(std::vector<U>& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+    return v.data();
+  }
+};
+
+// Columns of PD kept before their ∂V, ∂W product is flushed: bounds memory at
+// about 5 KB per column (d = 25) however big the schedule, while keeping the
+// accumulation GEMM large enough to run near peak.
+constexpr int kWeightGradientWindow = 4096;
+
+// Forward pass over `s`; returns the summed loss −log y[label] of every
+// labelled node. When `probs` is given it receives the C class probabilities
+// of every node (column n = node n). When `grad` is given, the gradient of
+// that loss (unregularised) is *added* to it, same layout as `params`.
+template <typename T>
+double forwardBackward(const Dims& k, const T* params, T* grad, T* probs, const Schedule& s, Workspace<T>& w) {
+  const int d = k.d, d2 = 2 * k.d, C = k.classes, N = s.nodes;
+  const int rowsVW = d * d2 + d;  // rows of [Vf; W]: 2d² + d
+  const Layout at(k);
+  const T* VW = params + at.V;
+  const T* b = params + at.b;
+  const T* Ws = params + at.Ws;
+  const T* bs = params + at.bs;
+  const T* L = params + at.L;
+  const int nLeaves = s.levelStart[1];
+  const int nInternal = N - nLeaves;
+  if (N == 0) return 0;
+
+  T* X = Workspace<T>::sized(w.X, static_cast<size_t>(d) * N);
+  T* Y = Workspace<T>::sized(w.Y, static_cast<size_t>(C) * N);
+  T* Cin = Workspace<T>::sized(w.Cin, static_cast<size_t>(d2) * nInternal);
+  int widest = 0;
+  for (int l = 1; l < s.levels; l++) widest = std::max(widest, s.levelStart[l + 1] - s.levelStart[l]);
+  T* TZ = Workspace<T>::sized(w.TZ, static_cast<size_t>(rowsVW) * widest);
+
+  // Leaves: x = L[word] (or tanh of it).
+  for (int n = 0; n < nLeaves; n++) {
+    std::copy_n(L + static_cast<size_t>(s.word[n]) * d, d, X + static_cast<size_t>(n) * d);
+  }
+  if (k.leafTanh) tanhInPlace(X, nLeaves * d);
+
+  // Internal nodes, a level at a time: z_k = cᵀV[k]c + (Wc)_k + b_k, x = tanh(z).
+  for (int l = 1; l < s.levels; l++) {
+    const int first = s.levelStart[l], B = s.levelStart[l + 1] - first;
+    if (B == 0) continue;
+    T* c = Cin + static_cast<size_t>(first - nLeaves) * d2;
+    for (int j = 0; j < B; j++) {
+      const int n = first + j;
+      std::copy_n(X + static_cast<size_t>(s.left[n]) * d, d, c + static_cast<size_t>(j) * d2);
+      std::copy_n(X + static_cast<size_t>(s.right[n]) * d, d, c + static_cast<size_t>(j) * d2 + d);
+    }
+    // TZ = [Vf; W] · c: rows k·2d+i hold (V[k]c)_i, rows 2d²+k hold (Wc)_k.
+    gemm(true, false, rowsVW, B, d2, T(1), VW, d2, c, d2, T(0), TZ, rowsVW);
+    for (int j = 0; j < B; j++) {
+      const T* cj = c + static_cast<size_t>(j) * d2;
+      const T* tz = TZ + static_cast<size_t>(j) * rowsVW;
+      T* x = X + static_cast<size_t>(first + j) * d;
+      for (int q = 0; q < d; q++) {
+        const T* vc = tz + static_cast<size_t>(q) * d2;
+        T h = 0;
+        for (int i = 0; i < d2; i++) h += cj[i] * vc[i];
+        x[q] = h + tz[d * d2 + q] + b[q];
+      }
+    }
+    tanhInPlace(X + static_cast<size_t>(first) * d, B * d);
+  }
+
+  // Classifier on every node: y = softmax(Ws x + bs), loss −log y[label].
+  gemm(true, false, C, N, d, T(1), Ws, d, X, d, T(0), Y, C);
+  double loss = 0;
+  for (int n = 0; n < N; n++) {
+    T* y = Y + static_cast<size_t>(n) * C;
+    T top = -INFINITY;
+    for (int i = 0; i < C; i++) {
+      y[i] += bs[i];
+      top = std::max(top, y[i]);
+    }
+    T sum = 0;
+    for (int i = 0; i < C; i++) sum += std::exp(y[i] - top);
+    // log-sum-exp form: −log y[t] = log Σ e^{s_i} − s_t, exact where y[t] underflows.
+    if (s.label[n] >= 0) loss += static_cast<double>(std::log(sum) + top - y[s.label[n]]);
+    for (int i = 0; i < C; i++) y[i] = std::exp(y[i] - top) / sum;
+  }
+  if (probs) std::copy_n(Y, static_cast<size_t>(C) * N, probs);
+  if (!grad) return loss;
+
+  // Backward. δs = y − t; ∂Ws += δs xᵀ; ∂bs += δs; g = Wsᵀ δs.
+  for (int n = 0; n < N; n++) {
+    T* y = Y + static_cast<size_t>(n) * C;
+    if (s.label[n] < 0) {
+      std::fill_n(y, C, T(0));
+    } else {
+      y[s.label[n]] -= 1;
+    }
+    for (int i = 0; i < C; i++) grad[at.bs + i] += y[i];
+  }
+  // ∂Ws is C×d row-major = d×C column-major: += X · δsᵀ.
+  gemm(false, true, d, C, N, T(1), X, d, Y, C, T(1), grad + at.Ws, d);
+  T* G = Workspace<T>::sized(w.G, static_cast<size_t>(d) * N);
+  gemm(false, false, d, N, C, T(1), Ws, d, Y, C, T(0), G, d);
+
+  // [Vs; W] with Vs[k] = V[k] + V[k]ᵀ: Σ_k δ_k (V[k] + V[k]ᵀ) c + Wᵀδ becomes one GEMM.
+  T* VsW = Workspace<T>::sized(w.VsW, static_cast<size_t>(rowsVW) * d2);
+  for (int q = 0; q < d; q++) {
+    const T* Vk = VW + static_cast<size_t>(q) * d2 * d2;
+    T* Sk = VsW + static_cast<size_t>(q) * d2 * d2;
+    for (int i = 0; i < d2; i++)
+      for (int j = 0; j < d2; j++) Sk[i * d2 + j] = Vk[i * d2 + j] + Vk[j * d2 + i];
+  }
+  std::copy_n(VW + static_cast<size_t>(d2) * d2 * d, static_cast<size_t>(d) * d2, VsW + static_cast<size_t>(d2) * d2 * d);
+
+  // A window never narrower than a level, and no wider than the batch needs.
+  const int widestWindow = std::max(widest, std::min(kWeightGradientWindow, nInternal));
+  T* PD = Workspace<T>::sized(w.PD, static_cast<size_t>(rowsVW) * widestWindow);
+  T* dC = Workspace<T>::sized(w.dC, static_cast<size_t>(d2) * widest);
+  T* db = grad + at.b;
+  T* dVW = grad + at.V;  // ∂V then ∂W, contiguous like VW
+  // PD holds internal nodes [windowEnd − widestWindow, windowEnd); flushing
+  // adds ∂[Vf; W] += PD·Cᵀ over the nodes gathered since the last flush.
+  int windowEnd = nInternal, flushedTo = nInternal;
+  auto flush = [&](int from) {
+    const int cols = flushedTo - from;
+    if (cols <= 0) return;
+    const T* pd = PD + static_cast<size_t>(from - (windowEnd - widestWindow)) * rowsVW;
+    // ∂VW (row-major (2d²+d)×2d = column-major 2d×(2d²+d)) += Cᵀ-side: C · PDᵀ.
+    gemm(false, true, d2, rowsVW, cols, T(1), Cin + static_cast<size_t>(from) * d2, d2, pd, rowsVW, T(1), dVW, d2);
+    flushedTo = from;
+  };
+
+  for (int l = s.levels - 1; l >= 1; l--) {
+    const int first = s.levelStart[l], B = s.levelStart[l + 1] - first;
+    if (B == 0) continue;
+    const int i0 = first - nLeaves;  // internal index of the level's first node
+    if (windowEnd - i0 > widestWindow) {
+      flush(i0 + B);
+      windowEnd = i0 + B;
+    }
+    T* pdLevel = PD + static_cast<size_t>(i0 - (windowEnd - widestWindow)) * rowsVW;
+    const T* c = Cin + static_cast<size_t>(i0) * d2;
+    for (int j = 0; j < B; j++) {
+      const int n = first + j;
+      const T* x = X + static_cast<size_t>(n) * d;
+      const T* g = G + static_cast<size_t>(n) * d;
+      const T* cj = c + static_cast<size_t>(j) * d2;
+      T* pd = pdLevel + static_cast<size_t>(j) * rowsVW;
+      T* delta = pd + static_cast<size_t>(d) * d2;
+      for (int q = 0; q < d; q++) delta[q] = g[q] * (1 - x[q] * x[q]);  // δ = g ⊙ (1 − x²)
+      for (int q = 0; q < d; q++) {
+        T* p = pd + static_cast<size_t>(q) * d2;  // P[k·2d+i] = δ_k c_i
+        for (int i = 0; i < d2; i++) p[i] = delta[q] * cj[i];
+      }
+      for (int q = 0; q < d; q++) db[q] += delta[q];
+    }
+    // Error to the children: δc = Σ_k δ_k (V[k] + V[k]ᵀ) c + Wᵀδ = [Vs; W]ᵀ [P; δ].
+    gemm(false, false, d2, B, rowsVW, T(1), VsW, d2, pdLevel, rowsVW, T(0), dC, d2);
+    for (int j = 0; j < B; j++) {
+      const int n = first + j;
+      const T* e = dC + static_cast<size_t>(j) * d2;
+      T* gl = G + static_cast<size_t>(s.left[n]) * d;
+      T* gr = G + static_cast<size_t>(s.right[n]) * d;
+      for (int q = 0; q < d; q++) gl[q] += e[q];
+      for (int q = 0; q < d; q++) gr[q] += e[d + q];
+    }
+  }
+  flush(0);
+
+  // Leaves: ∂L[word] += g (times tanh' when the leaf activation is tanh).
+  T* dL = grad + at.L;
+  for (int n = 0; n < nLeaves; n++) {
+    const T* g = G + static_cast<size_t>(n) * d;
+    const T* x = X + static_cast<size_t>(n) * d;
+    T* row = dL + static_cast<size_t>(s.word[n]) * d;
+    if (k.leafTanh) {
+      for (int q = 0; q < d; q++) row[q] += g[q] * (1 - x[q] * x[q]);
+    } else {
+      for (int q = 0; q < d; q++) row[q] += g[q];
+    }
+  }
+  return loss;
+}
+
+}  // namespace rntn

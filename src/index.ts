@@ -1,0 +1,13 @@
+/**
+ * rntn's public API: what a front end needs to load a model, parse trees and
+ * compute losses and gradients with the native core.
+ */
+export { compileBatch, type CompiledBatch, type CompileOptions } from './batch';
+export { gradientCheck, lossAndGradient, nativeDims, type GroupCheck, type GradientCheckOptions, type LossAndGradient, type Precision } from './gradient';
+export { Model, ParameterLayout, TENSOR_NAMES, tensorShapes, type FloatArray, type InitOptions, type LeafActivation, type ModelConfig, type TensorName } from './model';
+export { decodeModel, encodeModel, loadModel, ModelFileError, saveModel } from './model-file';
+export { blasInfo, createWorkspace, describeBlas, type BlasInfo, type NativeDims, type NativeWorkspace, type Schedule } from './native';
+export { Random } from './random';
+export { decodeSafetensors, encodeSafetensors, SafetensorsError, writeFileAtomic } from './safetensors';
+export { countNodes, formatTree, isLeaf, leaves, parseTree, parseTrees, readTrees, treeHeight, TreeParseError, type InternalNode, type LeafNode, type TreeNode } from './tree';
+export { UNKNOWN_WORD, Vocabulary } from './vocab';

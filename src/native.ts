@@ -1,0 +1,158 @@
+/**
+ * Loads the native core and decides how OpenBLAS runs before it loads.
+ *
+ * OpenBLAS reads OPENBLAS_CORETYPE and OPENBLAS_NUM_THREADS once, when the
+ * shared library is loaded, which happens when the addon is required. So this
+ * module sets them (only when the user has not) just before `node-gyp-build`
+ * loads the addon, then checks that the kernels it got compute correct GEMMs.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { isMainThread } from 'node:worker_threads';
+
+/** Model dimensions as the native core takes them. */
+export interface NativeDims {
+  dim: number;
+  classes: number;
+  vocab: number;
+  leafTanh: boolean;
+}
+
+/**
+ * A compiled minibatch (see compileBatch in ./batch): level 0 holds the leaves,
+ * level l ≥ 1 the internal nodes whose children lie in earlier levels.
+ */
+export interface Schedule {
+  left: Int32Array;
+  right: Int32Array;
+  word: Int32Array;
+  label: Int32Array;
+  levelStart: Int32Array;
+}
+
+/** Native scratch memory plus the math. One per thread; reuse it across calls. */
+export interface NativeWorkspace {
+  /** Adds ∂loss/∂params to `grad` and returns the summed loss of the labelled nodes. */
+  forwardBackward<T extends Float32Array | Float64Array>(params: T, grad: T, dims: NativeDims, schedule: Schedule): number;
+  /** Returns the summed loss; writes classes × nodes probabilities into `probs` when given. */
+  forward<T extends Float32Array | Float64Array>(params: T, dims: NativeDims, schedule: Schedule, probs?: T): number;
+}
+
+interface Addon {
+  Workspace: new () => NativeWorkspace;
+  blasInfo(): { corename: string; config: string; threads: number };
+  gemmSelfTest(): { float32: number; float64: number };
+  sgemmRate(n: number, repetitions: number): number;
+  tanhMaxRelativeError(): number;
+}
+
+export interface BlasInfo {
+  /** The kernel family OpenBLAS runs (openblas_get_corename), e.g. "SkylakeX". */
+  corename: string;
+  /** openblas_get_config(): version and build options. */
+  config: string;
+  threads: number;
+  /** OPENBLAS_CORETYPE as OpenBLAS saw it, and who chose it. */
+  coretype: { value: string | undefined; chosenBy: 'user' | 'rntn' | 'openblas' };
+}
+
+/**
+ * The OPENBLAS_CORETYPE rntn asks for on this CPU, or undefined to leave
+ * OpenBLAS's own detection alone.
+ *
+ * Debian bookworm's OpenBLAS 0.3.21 does not know recent Xeons and falls back
+ * to its generic "Prescott" kernels on them, about 5× slower (DESIGN.md). The
+ * fix is to name the best kernel family the CPU's instruction set allows.
+ * For the float32/float64 GEMMs rntn runs, SkylakeX is OpenBLAS's fastest
+ * AVX-512 family (the newer Cooperlake/SapphireRapids names add bf16 paths
+ * only), and Haswell its fastest AVX2 family, so naming them never downgrades
+ * a CPU OpenBLAS does know. A value the user set — even an empty one, which
+ * OpenBLAS also acts on — is never touched.
+ */
+export function chooseCoretype(cpuFlags: ReadonlySet<string>): string | undefined {
+  const avx512 = ['avx512f', 'avx512cd', 'avx512bw', 'avx512dq', 'avx512vl'];
+  if (avx512.every((f) => cpuFlags.has(f))) return 'SKYLAKEX';
+  if (cpuFlags.has('avx2') && cpuFlags.has('fma')) return 'HASWELL';
+  return undefined;
+}
+
+/** The instruction-set flags of this CPU (Linux /proc/cpuinfo; empty elsewhere). */
+export function cpuFlags(): Set<string> {
+  try {
+    const info = fs.readFileSync('/proc/cpuinfo', 'latin1');
+    const line = /^flags\s*:(.*)$/m.exec(info);
+    return new Set(line ? line[1].trim().split(/\s+/) : []);
+  } catch {
+    return new Set();
+  }
+}
+
+/** Largest tolerated GEMM error relative to Σ|aᵢbᵢ| (a correct kernel is near k·eps). */
+const GEMM_TOLERANCE = { float32: 1e-5, float64: 1e-13 };
+
+let addon: Addon | undefined;
+let coretype: BlasInfo['coretype'] | undefined;
+
+function load(): Addon {
+  if (addon) return addon;
+  const env = process.env;
+  if ('OPENBLAS_CORETYPE' in env) {
+    coretype = { value: env.OPENBLAS_CORETYPE, chosenBy: 'user' };
+  } else {
+    const chosen = chooseCoretype(cpuFlags());
+    // In a worker, process.env is a private copy that OpenBLAS cannot see;
+    // the choice only takes effect when the main thread loads the addon first
+    // (the trainer does). chosenBy says what OpenBLAS was actually told.
+    if (chosen && isMainThread) env.OPENBLAS_CORETYPE = chosen;
+    coretype = { value: isMainThread ? chosen : undefined, chosenBy: chosen && isMainThread ? 'rntn' : 'openblas' };
+  }
+  // rntn's GEMMs are narrow (one column per node of a level): OpenBLAS's own
+  // threads only add synchronisation there. Parallelism comes from the
+  // worker-thread trainer instead. A user's setting wins.
+  if (isMainThread && env.OPENBLAS_NUM_THREADS === undefined && env.OMP_NUM_THREADS === undefined) {
+    env.OPENBLAS_NUM_THREADS = '1';
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+  const loaded = nodeGypBuild(packageRoot()) as Addon;
+  const check = loaded.gemmSelfTest();
+  if (!(check.float32 <= GEMM_TOLERANCE.float32 && check.float64 <= GEMM_TOLERANCE.float64)) {
+    const info = loaded.blasInfo();
+    throw new Error(
+      `OpenBLAS's ${info.corename} kernels computed wrong matrix products on this CPU ` +
+        `(relative error float32 ${check.float32}, float64 ${check.float64}). ` +
+        `Choose other kernels with OPENBLAS_CORETYPE, e.g. OPENBLAS_CORETYPE=Haswell or =Prescott.`,
+    );
+  }
+  addon = loaded;
+  return addon;
+}
+
+/** The directory holding package.json, build/ and prebuilds/. */
+export function packageRoot(): string {
+  return path.resolve(__dirname, '..');
+}
+
+/** The loaded native addon (loaded on first use). */
+export function native(): Addon {
+  return load();
+}
+
+/** Which OpenBLAS kernels run, and who chose them. */
+export function blasInfo(): BlasInfo {
+  const info = load().blasInfo();
+  return { ...info, coretype: coretype! };
+}
+
+/** A one-line description of the BLAS in use, for logs and benchmarks. */
+export function describeBlas(): string {
+  const b = blasInfo();
+  const who = b.coretype.chosenBy === 'user' ? `OPENBLAS_CORETYPE=${b.coretype.value} set by the user` :
+    b.coretype.chosenBy === 'rntn' ? `OPENBLAS_CORETYPE=${b.coretype.value} chosen by rntn for this CPU` :
+    'detected by OpenBLAS';
+  return `OpenBLAS kernel ${b.corename} (${who}), ${b.threads} BLAS thread(s)`;
+}
+
+export function createWorkspace(): NativeWorkspace {
+  return new (load().Workspace)();
+}

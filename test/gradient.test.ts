@@ -1,0 +1,84 @@
+import { describe, expect, it } from 'vitest';
+import { gradientCheck, lossAndGradient } from '../src/gradient';
+import { Model, TENSOR_NAMES, type LeafActivation } from '../src/model';
+import { Random } from '../src/random';
+import { readTrees } from '../src/tree';
+import { Vocabulary } from '../src/vocab';
+import { HAVE_SST, SST_DIR, randomTrees } from './helpers';
+import * as path from 'node:path';
+
+const WORDS = ['*UNK*', 'good', 'bad', 'not', 'very', 'movie', 'plot', 'but'];
+
+/** A model whose parameters are pushed away from initialisation, so no gradient term is trivially small. */
+function perturbedModel(vocab: Vocabulary, dim: number, leaf: LeafActivation, seed: number, scale = 0.3): Model {
+  const model = Model.create(vocab, { dim, leaf, seed });
+  const rng = new Random(seed + 1000);
+  for (let i = 0; i < model.params.length; i++) model.params[i] += rng.symmetric(scale);
+  return model;
+}
+
+describe('finite-difference gradient check (float64)', () => {
+  for (const leaf of ['identity', 'tanh'] as const) {
+    for (const dim of [1, 3, 6]) {
+      it(`random trees, d = ${dim}, leaf = ${leaf}: every group within 1e-6`, () => {
+        // Words outside the vocabulary exercise the *UNK* row.
+        const trees = randomTrees(dim * 10 + (leaf === 'tanh' ? 1 : 0), 6, [...WORDS, 'unseen', 'other']);
+        const model = perturbedModel(new Vocabulary(WORDS), dim, leaf, 7 + dim);
+        const checks = gradientCheck(model, trees, { samples: 400 });
+        expect(checks.map((c) => c.group)).toEqual([...TENSOR_NAMES]);
+        for (const c of checks) {
+          expect(c.checked, c.group).toBeGreaterThan(0);
+          expect(c.relativeError, `${c.group}: ${JSON.stringify(c)}`).toBeLessThanOrEqual(1e-6);
+        }
+      });
+    }
+  }
+
+  it('fails a gradient that is wrong in one coordinate (the check can fail)', () => {
+    const trees = randomTrees(5, 4, WORDS);
+    const model = perturbedModel(new Vocabulary(WORDS), 3, 'identity', 5);
+    const { gradient, tensors } = lossAndGradient(model, trees, 'float64');
+    let k = 0;
+    while (Math.abs(tensors.W[k]) < 1e-2) k++;
+    gradient[model.layout.offsets.W + k] *= 1.01;
+    const checks = gradientCheck(model, trees, { samples: 1000, analytic: gradient });
+    for (const c of checks) {
+      if (c.group === 'W') expect(c.relativeError).toBeGreaterThan(1e-5);
+      else expect(c.relativeError, c.group).toBeLessThan(1e-6);
+    }
+  });
+
+  it.skipIf(!HAVE_SST)(`SST trees${HAVE_SST ? '' : ' (skipped: ../shared/data/sst is absent)'}, d = 25: every group within 1e-6`, () => {
+    const trees = readTrees(path.join(SST_DIR, 'dev.txt')).slice(0, 8);
+    const vocab = Vocabulary.fromTrees(trees);
+    for (const leaf of ['identity', 'tanh'] as const) {
+      const model = perturbedModel(vocab, 25, leaf, 11, 0.05);
+      for (const c of gradientCheck(model, trees, { samples: 150 })) {
+        expect(c.relativeError, `${leaf} ${c.group}: ${JSON.stringify(c)}`).toBeLessThanOrEqual(1e-6);
+      }
+    }
+  });
+});
+
+describe('float32 against float64', () => {
+  it.skipIf(!HAVE_SST)(`SST trees${HAVE_SST ? '' : ' (skipped: ../shared/data/sst is absent)'}: every group within 1e-4`, () => {
+    const trees = readTrees(path.join(SST_DIR, 'train.txt')).slice(0, 300);
+    const vocab = Vocabulary.fromTrees(trees);
+    const model = Model.create(vocab, { dim: 25, seed: 3 });
+    const g32 = lossAndGradient(model, trees, 'float32');
+    const g64 = lossAndGradient(model, trees, 'float64');
+    expect(Math.abs(g32.loss - g64.loss) / g64.loss).toBeLessThan(1e-5);
+    for (const name of TENSOR_NAMES) {
+      let diff2 = 0;
+      let ref2 = 0;
+      const a = g32.tensors[name];
+      const b = g64.tensors[name];
+      for (let i = 0; i < b.length; i++) {
+        diff2 += (a[i] - b[i]) ** 2;
+        ref2 += b[i] ** 2;
+      }
+      expect(ref2, name).toBeGreaterThan(0);
+      expect(Math.sqrt(diff2 / ref2), name).toBeLessThanOrEqual(1e-4);
+    }
+  });
+});

@@ -1,0 +1,185 @@
+import { describe, expect, it } from 'vitest';
+import { Worker } from 'node:worker_threads';
+import * as path from 'node:path';
+import { compileBatch } from '../src/batch';
+import { nativeDims } from '../src/gradient';
+import { Model } from '../src/model';
+import { blasInfo, chooseCoretype, createWorkspace, native, type Schedule } from '../src/native';
+import { parseTrees } from '../src/tree';
+import { Vocabulary } from '../src/vocab';
+
+const vocab = new Vocabulary(['*UNK*', 'good', 'bad']);
+const model = Model.create(vocab, { dim: 4, seed: 1 });
+const dims = nativeDims(model);
+const trees = parseTrees('(3 (2 (3 good) (1 bad)) (4 good))\n(1 bad)');
+const batch = compileBatch(trees, vocab);
+const schedule = (): Schedule => ({
+  left: batch.left.slice(),
+  right: batch.right.slice(),
+  word: batch.word.slice(),
+  label: batch.label.slice(),
+  levelStart: batch.levelStart.slice(),
+});
+
+describe('the native addon', () => {
+  it('says which OpenBLAS kernel runs and who chose it', () => {
+    const info = blasInfo();
+    expect(info.corename).toMatch(/\w+/);
+    expect(info.config).toMatch(/OpenBLAS/);
+    expect(['user', 'rntn', 'openblas']).toContain(info.coretype.chosenBy);
+    if (process.env.OPENBLAS_CORETYPE !== undefined && info.coretype.chosenBy !== 'rntn') {
+      expect(info.coretype.chosenBy).toBe('user');
+    }
+  });
+
+  it('checks its GEMM kernels at load and they compute correct products', () => {
+    const check = native().gemmSelfTest();
+    expect(check.float32).toBeLessThan(1e-5);
+    expect(check.float64).toBeLessThan(1e-13);
+  });
+
+  it('uses a float tanh within 2e-7 relative error', () => {
+    expect(native().tanhMaxRelativeError()).toBeLessThan(2e-7);
+  });
+
+  it('chooses kernels from the instruction set, and nothing on CPUs it does not know', () => {
+    const avx512 = new Set(['avx2', 'fma', 'avx512f', 'avx512cd', 'avx512bw', 'avx512dq', 'avx512vl']);
+    expect(chooseCoretype(avx512)).toBe('SKYLAKEX');
+    expect(chooseCoretype(new Set(['avx2', 'fma', 'avx512f']))).toBe('HASWELL');
+    expect(chooseCoretype(new Set(['avx2', 'fma']))).toBe('HASWELL');
+    expect(chooseCoretype(new Set(['sse4_2']))).toBeUndefined();
+  });
+
+  it('leaves a user-set OPENBLAS_CORETYPE alone, even an empty one', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const script = `require(${JSON.stringify(path.resolve(__dirname, '../lib/native.js'))}).blasInfo()`;
+    for (const value of ['Haswell', '']) {
+      const out = spawnSync(process.execPath, ['-p', `JSON.stringify([${script}.coretype, process.env.OPENBLAS_CORETYPE])`], {
+        env: { ...process.env, OPENBLAS_CORETYPE: value },
+        encoding: 'utf8',
+      });
+      expect(out.status, out.stderr).toBe(0);
+      expect(JSON.parse(out.stdout)).toEqual([{ value, chosenBy: 'user' }, value]);
+    }
+  });
+
+  it('gives the same loss in forward and forwardBackward, and probabilities that sum to 1', () => {
+    const ws = createWorkspace();
+    const probs = new Float32Array(dims.classes * batch.left.length);
+    const lossF = ws.forward(model.params, dims, schedule(), probs);
+    const lossFB = ws.forwardBackward(model.params, new Float32Array(model.params.length), dims, schedule());
+    expect(lossF).toBeGreaterThan(0);
+    expect(lossFB).toBeCloseTo(lossF, 6);
+    for (let n = 0; n < batch.left.length; n++) {
+      const sum = probs.subarray(n * dims.classes, (n + 1) * dims.classes).reduce((a, b) => a + b, 0);
+      expect(sum).toBeCloseTo(1, 6);
+    }
+  });
+});
+
+describe('the native boundary rejects bad arguments with a JavaScript error', () => {
+  const ws = createWorkspace();
+  const grad = () => new Float32Array(model.params.length);
+  const cases: [string, () => unknown, RegExp][] = [
+    ['too few arguments', () => (ws.forwardBackward as any)(model.params, grad(), dims), /takes 4 arguments/],
+    ['params not a typed array', () => ws.forwardBackward([1, 2] as any, grad(), dims, schedule()), /params must be a typed array/],
+    ['params of the wrong type', () => ws.forwardBackward(new Int32Array(model.params.length) as any, grad(), dims, schedule()), /Float32Array or Float64Array/],
+    ['params too short', () => ws.forwardBackward(model.params.subarray(1), grad(), dims, schedule()), /params has \d+ values, dims need/],
+    ['grad of another precision', () => ws.forwardBackward(model.params, new Float64Array(model.params.length) as any, dims, schedule()), /grad must be a Float32Array/],
+    ['grad too long', () => ws.forwardBackward(model.params, new Float32Array(model.params.length + 1), dims, schedule()), /grad has/],
+    ['grad aliasing params', () => ws.forwardBackward(model.params, model.params, dims, schedule()), /must not share memory/],
+    ['dims not an object', () => ws.forwardBackward(model.params, grad(), 4 as any, schedule()), /dims must be an object/],
+    ['dim not an integer', () => ws.forwardBackward(model.params, grad(), { ...dims, dim: 2.5 }, schedule()), /dims.dim must be an integer/],
+    ['dim absurd', () => ws.forwardBackward(model.params, grad(), { ...dims, dim: 1e9 }, schedule()), /dims.dim must be an integer in \[1, 512\]/],
+    ['one class', () => ws.forwardBackward(model.params, grad(), { ...dims, classes: 1 }, schedule()), /dims.classes/],
+    ['leafTanh missing', () => ws.forwardBackward(model.params, grad(), { dim: 4, classes: 5, vocab: 3 } as any, schedule()), /leafTanh must be a boolean/],
+    ['schedule not an object', () => ws.forwardBackward(model.params, grad(), dims, null as any), /schedule must be an object/],
+    ['word ids not Int32Array', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), word: Float32Array.from(batch.word) as any }), /schedule.word must be an Int32Array/],
+    ['arrays of unequal length', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), label: batch.label.subarray(1) }), /same length/],
+    ['word id out of range', () => {
+      const s = schedule();
+      s.word[0] = 3;
+      return ws.forwardBackward(model.params, grad(), dims, s);
+    }, /word id 3 of node 0 \(level 0\) must be in \[0, 3\)/],
+    ['negative word id', () => {
+      const s = schedule();
+      s.word[1] = -5;
+      return ws.forwardBackward(model.params, grad(), dims, s);
+    }, /word id -5/],
+    ['label out of range', () => {
+      const s = schedule();
+      s.label[2] = 5;
+      return ws.forwardBackward(model.params, grad(), dims, s);
+    }, /label 5 of node 2/],
+    ['child pointing forward', () => {
+      const s = schedule();
+      const n = s.levelStart[1];
+      s.left[n] = s.left.length - 1;
+      return ws.forwardBackward(model.params, grad(), dims, s);
+    }, /must be a node of an earlier level/],
+    ['child pointing at itself (a cycle)', () => {
+      const s = schedule();
+      const n = s.left.length - 1;
+      s.right[n] = n;
+      return ws.forwardBackward(model.params, grad(), dims, s);
+    }, /must be a node of an earlier level/],
+    ['child out of range', () => {
+      const s = schedule();
+      s.left[s.left.length - 1] = 1 << 30;
+      return ws.forwardBackward(model.params, grad(), dims, s);
+    }, /must be a node of an earlier level/],
+    ['a leaf with children', () => {
+      const s = schedule();
+      s.left[0] = 1;
+      return ws.forwardBackward(model.params, grad(), dims, s);
+    }, /level 0 holds leaves/],
+    ['levels not ending at the node count', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), levelStart: Int32Array.from([0, 3]) }), /must end at the node count/],
+    ['decreasing levels', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), levelStart: Int32Array.from([0, 4, 2, batch.left.length]) }), /non-decreasing/],
+    ['empty levelStart', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), levelStart: new Int32Array(0) }), /at least 2 entries/],
+    ['probs of the wrong length', () => ws.forward(model.params, dims, schedule(), new Float32Array(3)), /probs has 3 values/],
+    ['sgemmRate with a bad size', () => native().sgemmRate(-1, 1), /n must be an integer/],
+  ];
+  for (const [name, call, message] of cases) {
+    it(name, () => {
+      expect(call).toThrow(message);
+    });
+  }
+
+  it('a detached parameter buffer is a length error, not a crash', () => {
+    const params = model.params.slice();
+    structuredClone(params.buffer, { transfer: [params.buffer] });
+    expect(() => ws.forward(params, dims, schedule())).toThrow(/params has 0 values/);
+  });
+
+  it('parameters in a SharedArrayBuffer are read in place', () => {
+    const shared = new Float32Array(new SharedArrayBuffer(model.params.byteLength));
+    shared.set(model.params);
+    expect(ws.forward(shared, dims, schedule())).toBeCloseTo(ws.forward(model.params, dims, schedule()), 6);
+  });
+
+  it('still computes after all those errors', () => {
+    expect(ws.forwardBackward(model.params, grad(), dims, schedule())).toBeGreaterThan(0);
+  });
+});
+
+describe('worker threads', () => {
+  it('load the addon and compute the same loss as the main thread, several at once', async () => {
+    const expected = createWorkspace().forward(model.params, dims, schedule());
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const { createWorkspace } = require(workerData.lib);
+      const ws = createWorkspace();
+      parentPort.postMessage(ws.forward(workerData.params, workerData.dims, workerData.schedule));`;
+    const run = () =>
+      new Promise<number>((resolve, reject) => {
+        const worker = new Worker(code, {
+          eval: true,
+          workerData: { lib: path.resolve(__dirname, '../lib/native.js'), params: model.params, dims, schedule: schedule() },
+        });
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      });
+    const losses = await Promise.all([run(), run(), run()]);
+    for (const loss of losses) expect(loss).toBe(expected);
+  });
+});
