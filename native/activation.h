@@ -48,6 +48,7 @@ inline float fastTanh(float x) {
 }
 
 inline void tanhInPlace(float* x, int n) {
+#pragma omp simd
   for (int i = 0; i < n; i++) x[i] = fastTanh(x[i]);
 }
 
