@@ -4,8 +4,8 @@
 // prototype (DESIGN.md, "Performance model"). fastTanh is branch-free so GCC
 // turns the loop in tanhInPlace into SIMD code; that takes -fno-trapping-math
 // (CMakeLists.txt), without which GCC will not if-convert the selects. Its relative error is below
-// 2e-7 (checked against tanh in double by test/native.test.ts through
-// activationError below). The double version, used by the gradient check,
+// 2e-7 (checked against tanh in double by test/native.test.ts through the
+// addon's tanhMaxRelativeError). The double version, used by the gradient check,
 // is libm's tanh: exactness matters there, speed does not.
 #pragma once
 
