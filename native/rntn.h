@@ -12,8 +12,13 @@
 // Vf, a (2d²)×2d matrix whose row k·2d+i is V[k][i][:]; W [d][2d] follows it
 // directly, so VW = [Vf; W] is one row-major (2d²+d)×2d matrix, i.e. a
 // column-major 2d×(2d²+d) matrix with leading dimension 2d. That lets one GEMM
-// compute the tensor and the matrix products of a level, one GEMM send the
-// error of a level to its children, and one GEMM accumulate ∂V and ∂W.
+// accumulate ∂V and ∂W over a whole window of nodes.
+//
+// The forward pass runs on the symmetrised tensor Vs[k] = V[k] + V[k]ᵀ
+// instead of V: cᵀV[k]c = ½·cᵀVs[k]c, and the products Vs[k]c it computes are
+// exactly what the error pass needs (∂(cᵀV[k]c)/∂c = Vs[k]c). Keeping them
+// from the forward pass turns the error pass's (2d²+d)-deep GEMM into a
+// 2d²-long contraction per node: two big GEMMs per node instead of three.
 #pragma once
 
 #include <algorithm>
@@ -71,9 +76,9 @@ struct Workspace {
   std::vector<T> Y;       // C × N scores, then probabilities, then δs = y − t
   std::vector<T> G;       // d × N error reaching each node's activation
   std::vector<T> Cin;     // 2d × Nint children [x_l; x_r] of every internal node
-  std::vector<T> TZ;      // (2d²+d) × B: [Vf; W]·c for the level in progress
+  std::vector<T> TZ;      // (2d²+d) × Nint: [Vsf; W]·c per internal node (one level's worth without grad)
   std::vector<T> PD;      // (2d²+d) × window: [Δ ⊗ c; Δ] per internal node
-  std::vector<T> VsW;     // [Vf + Vfᵀ (per slice); W]: the error pass's matrix
+  std::vector<T> VsW;     // [Vsf; W]: V symmetrised per slice, then W
   std::vector<T> dC;      // 2d × B error sent to the children of a level
 
   template <typename U>
@@ -101,6 +106,13 @@ inline T dot(const T* a, const T* b, int n) {
   return sum;
 }
 
+// y += a·x.
+template <typename T>
+inline void axpy(T* y, T a, const T* x, int n) {
+#pragma omp simd
+  for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
 // Forward pass over `s`; returns the summed loss −log y[label] of every
 // labelled node. When `probs` is given it receives the C class probabilities
 // of every node (column n = node n). When `grad` is given, the gradient of
@@ -124,7 +136,19 @@ double forwardBackward(const Dims& k, const T* params, T* grad, T* probs, const 
   T* Cin = Workspace<T>::sized(w.Cin, static_cast<size_t>(d2) * nInternal);
   int widest = 0;
   for (int l = 1; l < s.levels; l++) widest = std::max(widest, s.levelStart[l + 1] - s.levelStart[l]);
-  T* TZ = Workspace<T>::sized(w.TZ, static_cast<size_t>(rowsVW) * widest);
+  // The error pass reuses every node's Vs·c, so with a gradient TZ keeps them all.
+  const bool keepTZ = grad != nullptr;
+  T* TZ = Workspace<T>::sized(w.TZ, static_cast<size_t>(rowsVW) * (keepTZ ? nInternal : widest));
+
+  // [Vsf; W] with Vs[k] = V[k] + V[k]ᵀ, rebuilt per call because V changes between minibatches.
+  T* VsW = Workspace<T>::sized(w.VsW, static_cast<size_t>(rowsVW) * d2);
+  for (int q = 0; q < d; q++) {
+    const T* Vk = VW + static_cast<size_t>(q) * d2 * d2;
+    T* Sk = VsW + static_cast<size_t>(q) * d2 * d2;
+    for (int i = 0; i < d2; i++)
+      for (int j = 0; j < d2; j++) Sk[i * d2 + j] = Vk[i * d2 + j] + Vk[j * d2 + i];
+  }
+  std::copy_n(VW + static_cast<size_t>(d2) * d2 * d, static_cast<size_t>(d) * d2, VsW + static_cast<size_t>(d2) * d2 * d);
 
   // Leaves: x = L[word] (or tanh of it).
   for (int n = 0; n < nLeaves; n++) {
@@ -142,15 +166,16 @@ double forwardBackward(const Dims& k, const T* params, T* grad, T* probs, const 
       std::copy_n(X + static_cast<size_t>(s.left[n]) * d, d, c + static_cast<size_t>(j) * d2);
       std::copy_n(X + static_cast<size_t>(s.right[n]) * d, d, c + static_cast<size_t>(j) * d2 + d);
     }
-    // TZ = [Vf; W] · c: rows k·2d+i hold (V[k]c)_i, rows 2d²+k hold (Wc)_k.
-    gemm(true, false, rowsVW, B, d2, T(1), VW, d2, c, d2, T(0), TZ, rowsVW);
+    // TZ = [Vsf; W] · c: rows k·2d+i hold (Vs[k]c)_i, rows 2d²+k hold (Wc)_k.
+    T* tzLevel = TZ + static_cast<size_t>(keepTZ ? first - nLeaves : 0) * rowsVW;
+    gemm(true, false, rowsVW, B, d2, T(1), VsW, d2, c, d2, T(0), tzLevel, rowsVW);
     for (int j = 0; j < B; j++) {
       const T* cj = c + static_cast<size_t>(j) * d2;
-      const T* tz = TZ + static_cast<size_t>(j) * rowsVW;
+      const T* tz = tzLevel + static_cast<size_t>(j) * rowsVW;
       T* x = X + static_cast<size_t>(first + j) * d;
       for (int q = 0; q < d; q++) {
-        const T* vc = tz + static_cast<size_t>(q) * d2;
-        x[q] = dot(cj, vc, d2) + tz[d * d2 + q] + b[q];
+        const T* vsc = tz + static_cast<size_t>(q) * d2;
+        x[q] = T(0.5) * dot(cj, vsc, d2) + tz[d * d2 + q] + b[q];  // ½cᵀVs[k]c = cᵀV[k]c
       }
     }
     tanhInPlace(X + static_cast<size_t>(first) * d, B * d);
@@ -189,16 +214,6 @@ double forwardBackward(const Dims& k, const T* params, T* grad, T* probs, const 
   gemm(false, true, d, C, N, T(1), X, d, Y, C, T(1), grad + at.Ws, d);
   T* G = Workspace<T>::sized(w.G, static_cast<size_t>(d) * N);
   gemm(false, false, d, N, C, T(1), Ws, d, Y, C, T(0), G, d);
-
-  // [Vs; W] with Vs[k] = V[k] + V[k]ᵀ: Σ_k δ_k (V[k] + V[k]ᵀ) c + Wᵀδ becomes one GEMM.
-  T* VsW = Workspace<T>::sized(w.VsW, static_cast<size_t>(rowsVW) * d2);
-  for (int q = 0; q < d; q++) {
-    const T* Vk = VW + static_cast<size_t>(q) * d2 * d2;
-    T* Sk = VsW + static_cast<size_t>(q) * d2 * d2;
-    for (int i = 0; i < d2; i++)
-      for (int j = 0; j < d2; j++) Sk[i * d2 + j] = Vk[i * d2 + j] + Vk[j * d2 + i];
-  }
-  std::copy_n(VW + static_cast<size_t>(d2) * d2 * d, static_cast<size_t>(d) * d2, VsW + static_cast<size_t>(d2) * d2 * d);
 
   // A window never narrower than a level, and no wider than the batch needs.
   const int windowCols = static_cast<int>(std::max<size_t>(16, kWeightGradientWindowBytes / (sizeof(T) * rowsVW)));
@@ -243,11 +258,15 @@ double forwardBackward(const Dims& k, const T* params, T* grad, T* probs, const 
       }
       for (int q = 0; q < d; q++) db[q] += delta[q];
     }
-    // Error to the children: δc = Σ_k δ_k (V[k] + V[k]ᵀ) c + Wᵀδ = [Vs; W]ᵀ [P; δ].
-    gemm(false, false, d2, B, rowsVW, T(1), VsW, d2, pdLevel, rowsVW, T(0), dC, d2);
+    // Error to the children: δc = Wᵀδ + Σ_k δ_k Vs[k]c, the Vs[k]c kept from the forward pass.
+    gemm(false, false, d2, B, d, T(1), VsW + static_cast<size_t>(d) * d2 * d2, d2, pdLevel + static_cast<size_t>(d) * d2,
+         rowsVW, T(0), dC, d2);
     for (int j = 0; j < B; j++) {
       const int n = first + j;
-      const T* e = dC + static_cast<size_t>(j) * d2;
+      T* e = dC + static_cast<size_t>(j) * d2;
+      const T* tz = TZ + static_cast<size_t>(i0 + j) * rowsVW;
+      const T* delta = pdLevel + static_cast<size_t>(j) * rowsVW + static_cast<size_t>(d) * d2;
+      for (int q = 0; q < d; q++) axpy(e, delta[q], tz + static_cast<size_t>(q) * d2, d2);
       T* gl = G + static_cast<size_t>(s.left[n]) * d;
       T* gr = G + static_cast<size_t>(s.right[n]) * d;
       for (int q = 0; q < d; q++) gl[q] += e[q];
