@@ -14,9 +14,8 @@ const fs = require('node:fs');
 const { parseArgs } = require('node:util');
 const lib = path.resolve(__dirname, '../lib');
 const { compileBatch } = require(`${lib}/batch`);
-const { nativeDims } = require(`${lib}/gradient`);
 const { Model } = require(`${lib}/model`);
-const { createWorkspace, describeBlas, native } = require(`${lib}/native`);
+const { createWorkspace, describeBlas, native, nativeDims } = require(`${lib}/native`);
 const { readTrees, countNodes } = require(`${lib}/tree`);
 const { Vocabulary } = require(`${lib}/vocab`);
 

@@ -18,6 +18,23 @@ export interface CompileOptions {
 }
 
 /**
+ * Trees per native call when a caller hands over a whole treebank (gradient,
+ * evaluation, prediction): enough that call overhead vanishes, few enough
+ * that the native workspace stays in the tens of megabytes.
+ */
+export const TREES_PER_CALL = 512;
+
+/** `trees` compiled in consecutive chunks of at most `size` trees. */
+export function* compileChunks(
+  trees: readonly TreeNode[],
+  vocab: Vocabulary,
+  options: CompileOptions = {},
+  size = TREES_PER_CALL,
+): Generator<CompiledBatch> {
+  for (let i = 0; i < trees.length; i += size) yield compileBatch(trees.slice(i, i + size), vocab, options);
+}
+
+/**
  * Turns trees into the flat schedule the native core runs in one call.
  *
  * Nodes are grouped by height across the whole minibatch (leaves are height 0,

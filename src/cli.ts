@@ -5,13 +5,19 @@
  * it imports. Errors go to stderr as `rntn <command>: message` with exit
  * status 1; only success exits 0.
  */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import * as fs from 'node:fs';
+import { SingleBar } from 'cli-progress';
+import { evaluate, formatMetrics } from './evaluate';
 import { gradientCheck, lossAndGradient, type GroupCheck } from './gradient';
 import { Model, TENSOR_NAMES, type LeafActivation } from './model';
-import { loadModel } from './model-file';
+import { loadModel, saveModel } from './model-file';
 import { describeBlas } from './native';
+import { binarize, formatPredictionJson, formatPredictionPtb, predict, tokenize } from './predict';
 import { Random } from './random';
 import { encodeSafetensors, writeFileAtomic, type TensorInput } from './safetensors';
+import { syntheticSplits } from './synthetic';
+import { DEFAULT_TRAIN_OPTIONS, train, type EpochRecord, type Progress, type TrainOptions } from './train';
 import { readTrees, type TreeNode } from './tree';
 import { Vocabulary } from './vocab';
 
@@ -24,6 +30,12 @@ function positiveInt(value: string): number {
 function positiveNumber(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');
+  return n;
+}
+
+function nonNegativeNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a non-negative number');
   return n;
 }
 
@@ -119,7 +131,210 @@ export function buildProgram(): Command {
         if (!passed) process.exitCode = 1;
       }),
     );
+  const d = DEFAULT_TRAIN_OPTIONS;
+  program
+    .command('train')
+    .description('train a model with AdaGrad; with --dev, keep the epoch with the best dev root 5-class accuracy')
+    .option('--train <file>', 'training trees in PTB form (default: a small generated sentiment treebank, to see it learn)')
+    .option('--dev <file>', 'dev trees for model selection')
+    .option('--out <file>', 'model file to write', 'model.safetensors')
+    .option('--dim <n>', 'hidden size d', positiveInt, d.dim)
+    .option('--batch <n>', 'trees per minibatch', positiveInt, d.batchSize)
+    .option('--epochs <n>', 'maximum number of epochs', positiveInt, d.epochs)
+    .option('--max-minutes <m>', 'stop after this much training time', positiveNumber)
+    .option('--lr <rate>', 'AdaGrad learning rate', positiveNumber, d.learningRate)
+    .option('--adagrad-reset <n>', 'reset AdaGrad history every n epochs (0: never)', nonNegativeInt, d.adagradResetEpochs)
+    .option('--lambda-w <x>', 'L2 weight of W', nonNegativeNumber, d.lambda.W)
+    .option('--lambda-v <x>', 'L2 weight of V', nonNegativeNumber, d.lambda.V)
+    .option('--lambda-ws <x>', 'L2 weight of Ws', nonNegativeNumber, d.lambda.Ws)
+    .option('--lambda-l <x>', 'L2 weight of the word vectors', nonNegativeNumber, d.lambda.L)
+    .addOption(new Option('--leaf <activation>', 'leaf activation: identity (the paper) or tanh (CoreNLP)').choices(['identity', 'tanh']).default(d.leaf))
+    .option('--seed <n>', 'random seed (initialisation and shuffling)', nonNegativeInt, d.seed)
+    .option('--eval-every <n>', 'evaluate on dev every n epochs', positiveInt, d.evalEvery)
+    .option('--patience <k>', 'stop after k dev evaluations without improvement', positiveInt)
+    .option('--checkpoint-dir <dir>', 'write checkpoints (atomically) into this directory')
+    .option('--checkpoint-every <n>', 'epochs between checkpoints', positiveInt, d.checkpointEvery)
+    .option('--resume <checkpoint>', 'continue from a checkpoint (its settings win, except the stopping rules)')
+    .option('--log <file>', 'append one JSON object per epoch to this file')
+    .action(
+      action('train', async (opts: TrainFlags) => {
+        let trainTrees: TreeNode[];
+        let devTrees: TreeNode[] | undefined;
+        if (opts.train) {
+          trainTrees = readTrees(opts.train);
+          devTrees = opts.dev ? readTrees(opts.dev) : undefined;
+        } else {
+          if (opts.dev) throw new Error('--dev needs --train');
+          const splits = syntheticSplits(opts.seed);
+          trainTrees = splits.train;
+          devTrees = splits.dev;
+          process.stderr.write(`no --train given: training on the generated sentiment treebank (${splits.train.length} train, ${splits.dev.length} dev trees)\n`);
+        }
+        const options: TrainOptions = {
+          ...DEFAULT_TRAIN_OPTIONS,
+          dim: opts.dim,
+          leaf: opts.leaf,
+          batchSize: opts.batch,
+          epochs: opts.epochs,
+          maxMinutes: opts.maxMinutes,
+          learningRate: opts.lr,
+          adagradResetEpochs: opts.adagradReset,
+          lambda: { W: opts.lambdaW, V: opts.lambdaV, Ws: opts.lambdaWs, L: opts.lambdaL },
+          seed: opts.seed,
+          evalEvery: opts.evalEvery,
+          patience: opts.patience,
+          checkpointDir: opts.checkpointDir,
+          checkpointEvery: opts.checkpointEvery,
+        };
+        process.stderr.write(`${describeBlas()}\n`);
+        const controller = new AbortController();
+        const onSigint = () => {
+          process.stderr.write('\ninterrupted: stopping after this batch and writing a checkpoint\n');
+          controller.abort();
+        };
+        process.once('SIGINT', onSigint);
+        const report = progressReporter(opts.epochs);
+        try {
+          const result = await train(
+            trainTrees,
+            devTrees,
+            options,
+            {
+              signal: controller.signal,
+              onProgress: report.progress,
+              onEpoch: (record) => {
+                report.epoch(record);
+                if (opts.log) fs.appendFileSync(opts.log, JSON.stringify(record) + '\n');
+              },
+            },
+            opts.resume,
+          );
+          report.stop();
+          saveModel(result.model, opts.out, { training: JSON.stringify({ ...options, epochsRun: result.epochs, stoppedBy: result.stoppedBy }) });
+          const best = result.bestDev;
+          process.stderr.write(
+            `stopped by ${result.stoppedBy} after ${result.epochs} epochs; model written to ${opts.out}` +
+              (best ? `: dev root ${(100 * best.rootFine).toFixed(2)} %, all ${(100 * best.allFine).toFixed(2)} %, root binary ${(100 * best.rootBinary).toFixed(2)} %` : '') +
+              '\n',
+          );
+          if (result.stoppedBy === 'interrupted') process.exitCode = 130;
+        } finally {
+          report.stop();
+          process.removeListener('SIGINT', onSigint);
+        }
+      }),
+    );
+
+  program
+    .command('eval')
+    .description('accuracy (5-class and binary, all nodes and roots), loss, confusion matrices and per-class P/R/F1')
+    .requiredOption('--model <file>', 'model file')
+    .requiredOption('--trees <file>', 'labelled trees in PTB form')
+    .option('--json', 'print one JSON object')
+    .action(
+      action('eval', (opts: { model: string; trees: string; json?: boolean }) => {
+        const model = loadModel(opts.model);
+        const metrics = evaluate(model, readTrees(opts.trees, { classes: model.config.classes }));
+        process.stdout.write(opts.json ? JSON.stringify(metrics) + '\n' : formatMetrics(metrics, opts.trees) + '\n');
+      }),
+    );
+  program
+    .command('predict')
+    .description('predict the sentiment of every node: PTB trees (best), or plain text binarised right-branching (a fallback)')
+    .requiredOption('--model <file>', 'model file')
+    .option('--trees <file>', 'trees in PTB form (gold labels, if present, are kept in JSON output)')
+    .option('--text <file>', 'plain text, one tokenised sentence per line (no parse: right-branching fallback)')
+    .addOption(new Option('--format <format>', 'output format').choices(['ptb', 'json']).default('ptb'))
+    .action(
+      action('predict', (opts: { model: string; trees?: string; text?: string; format: 'ptb' | 'json' }) => {
+        if ((opts.trees === undefined) === (opts.text === undefined)) throw new Error('give exactly one of --trees and --text');
+        const model = loadModel(opts.model);
+        let trees: TreeNode[];
+        if (opts.trees) {
+          trees = readTrees(opts.trees, { classes: model.config.classes });
+        } else {
+          trees = fs
+            .readFileSync(opts.text!, 'utf8')
+            .split('\n')
+            .map(tokenize)
+            .filter((tokens) => tokens.length > 0)
+            .map(binarize);
+        }
+        const out: string[] = [];
+        for (const p of predict(model, trees)) out.push(opts.format === 'json' ? formatPredictionJson(p, opts.trees !== undefined) : formatPredictionPtb(p));
+        process.stdout.write(out.length > 0 ? out.join('\n') + '\n' : '');
+      }),
+    );
   return program;
+}
+
+interface TrainFlags {
+  train?: string;
+  dev?: string;
+  out: string;
+  dim: number;
+  batch: number;
+  epochs: number;
+  maxMinutes?: number;
+  lr: number;
+  adagradReset: number;
+  lambdaW: number;
+  lambdaV: number;
+  lambdaWs: number;
+  lambdaL: number;
+  leaf: LeafActivation;
+  seed: number;
+  evalEvery: number;
+  patience?: number;
+  checkpointDir?: string;
+  checkpointEvery: number;
+  resume?: string;
+  log?: string;
+}
+
+/**
+ * Training progress on stderr: a live bar (epoch, sentences/s, loss, ETA)
+ * when stderr is a terminal, one plain line per epoch when it is not (logs,
+ * CI), so that redirected output is not full of carriage returns.
+ */
+function progressReporter(epochs: number) {
+  const tty = process.stderr.isTTY === true;
+  const bar = tty
+    ? new SingleBar({
+        stream: process.stderr,
+        format: 'epoch {epoch}/{epochs} [{bar}] {percentage}% | {speed} sent/s | loss {loss} | ETA {eta_formatted}',
+        hideCursor: true,
+        clearOnComplete: true,
+      })
+    : undefined;
+  let started = false;
+  const line = (r: EpochRecord) =>
+    `epoch ${r.epoch}: loss ${r.loss.toFixed(4)}, ${r.sentencesPerSecond.toFixed(0)} sent/s, ${r.seconds.toFixed(1)} s` +
+    (r.dev ? `; dev root ${(100 * r.dev.rootFine).toFixed(2)} %, all ${(100 * r.dev.allFine).toFixed(2)} %, root binary ${(100 * r.dev.rootBinary).toFixed(2)} %${r.best ? ' (best)' : ''}` : '');
+  return {
+    progress(p: Progress) {
+      if (!bar) return;
+      const payload = { epoch: p.epoch, epochs, speed: p.sentencesPerSecond.toFixed(0), loss: p.loss.toFixed(4) };
+      if (!started || p.batch === 1) {
+        if (started) bar.stop();
+        bar.start(p.batches, p.batch, payload);
+        started = true;
+      } else {
+        bar.update(p.batch, payload);
+      }
+    },
+    epoch(r: EpochRecord) {
+      if (bar && started) {
+        bar.stop();
+        started = false;
+      }
+      process.stderr.write(line(r) + '\n');
+    },
+    stop() {
+      if (bar && started) bar.stop();
+      started = false;
+    },
+  };
 }
 
 function formatCheck(g: GroupCheck): string {

@@ -1,22 +1,10 @@
-import { compileBatch, type CompiledBatch } from './batch';
+import { compileChunks } from './batch';
 import type { FloatArray, Model, TensorName } from './model';
 import { TENSOR_NAMES } from './model';
-import { createWorkspace, type NativeDims, type NativeWorkspace } from './native';
+import { createWorkspace, nativeDims, type NativeWorkspace } from './native';
 import type { TreeNode } from './tree';
 
 export type Precision = 'float32' | 'float64';
-
-/** The dimensions the native core needs, from a model. */
-export function nativeDims(model: Model): NativeDims {
-  return { dim: model.config.dim, classes: model.config.classes, vocab: model.vocab.size, leafTanh: model.config.leaf === 'tanh' };
-}
-
-/**
- * Trees per native call when a caller hands over a whole treebank: large
- * enough that call overhead vanishes, small enough that the schedule's
- * workspace stays in the tens of megabytes.
- */
-const TREES_PER_CALL = 512;
 
 export interface LossAndGradient<T extends FloatArray> {
   /** Summed −log y[label] over every labelled node of every tree (no regularisation). */
@@ -40,13 +28,8 @@ export function lossAndGradient(model: Model, trees: readonly TreeNode[], precis
   const workspace = createWorkspace();
   const dims = nativeDims(model);
   let loss = 0;
-  for (const batch of chunks(model, trees)) loss += workspace.forwardBackward(params, gradient, dims, batch);
+  for (const batch of compileChunks(trees, model.vocab)) loss += workspace.forwardBackward(params, gradient, dims, batch);
   return { loss, gradient, tensors: model.layout.views(gradient) };
-}
-
-/** Compiled batches of at most TREES_PER_CALL trees. */
-export function* chunks(model: Model, trees: readonly TreeNode[], size = TREES_PER_CALL): Generator<CompiledBatch> {
-  for (let i = 0; i < trees.length; i += size) yield compileBatch(trees.slice(i, i + size), model.vocab);
 }
 
 export interface GradientCheckOptions {
@@ -93,7 +76,7 @@ export function gradientCheck(model: Model, trees: readonly TreeNode[], options:
   if (analytic.length !== params.length) {
     throw new RangeError(`analytic gradient has ${analytic.length} values, the model has ${params.length}`);
   }
-  const batches = [...chunks(model, trees)];
+  const batches = [...compileChunks(trees, model.vocab)];
   const workspace: NativeWorkspace = createWorkspace();
   const dims = nativeDims(model);
   const lossAt = (index: number, delta: number): number => {

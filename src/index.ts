@@ -2,12 +2,16 @@
  * rntn's public API: what a front end needs to load a model, parse trees and
  * compute losses and gradients with the native core.
  */
-export { compileBatch, type CompiledBatch, type CompileOptions } from './batch';
-export { gradientCheck, lossAndGradient, nativeDims, type GroupCheck, type GradientCheckOptions, type LossAndGradient, type Precision } from './gradient';
+export { compileBatch, compileChunks, type CompiledBatch, type CompileOptions } from './batch';
+export { computeMetrics, evaluate, formatMetrics, type ClassStats, type Metrics } from './evaluate';
+export { gradientCheck, lossAndGradient, type GroupCheck, type GradientCheckOptions, type LossAndGradient, type Precision } from './gradient';
 export { Model, ParameterLayout, TENSOR_NAMES, tensorShapes, type FloatArray, type InitOptions, type LeafActivation, type ModelConfig, type TensorName } from './model';
 export { decodeModel, encodeModel, loadModel, ModelFileError, saveModel } from './model-file';
-export { blasInfo, createWorkspace, describeBlas, type BlasInfo, type NativeDims, type NativeWorkspace, type Schedule } from './native';
+export { blasInfo, createWorkspace, describeBlas, nativeDims, type BlasInfo, type NativeDims, type NativeWorkspace, type Schedule } from './native';
+export { binarize, predict, tokenize, type NodePrediction, type TreePrediction } from './predict';
 export { Random } from './random';
 export { decodeSafetensors, encodeSafetensors, SafetensorsError, writeFileAtomic } from './safetensors';
+export { syntheticSplits, syntheticTreebank } from './synthetic';
+export { AdaGrad, DEFAULT_TRAIN_OPTIONS, NonFiniteError, train, type EpochRecord, type TrainOptions, type TrainResult } from './train';
 export { countNodes, formatTree, isLeaf, leaves, parseTree, parseTrees, readTrees, treeHeight, TreeParseError, type InternalNode, type LeafNode, type TreeNode } from './tree';
 export { UNKNOWN_WORD, Vocabulary } from './vocab';

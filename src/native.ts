@@ -9,6 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isMainThread } from 'node:worker_threads';
+import type { Model } from './model';
 
 /** Model dimensions as the native core takes them. */
 export interface NativeDims {
@@ -151,6 +152,11 @@ export function describeBlas(): string {
     b.coretype.chosenBy === 'rntn' ? `OPENBLAS_CORETYPE=${b.coretype.value} chosen by rntn for this CPU` :
     'detected by OpenBLAS';
   return `OpenBLAS kernel ${b.corename} (${who}), ${b.threads} BLAS thread(s)`;
+}
+
+/** The dimensions the native core needs, from a model. */
+export function nativeDims(model: Model): NativeDims {
+  return { dim: model.config.dim, classes: model.config.classes, vocab: model.vocab.size, leafTanh: model.config.leaf === 'tanh' };
 }
 
 export function createWorkspace(): NativeWorkspace {

@@ -2,9 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import { compileBatch } from '../src/batch';
-import { nativeDims } from '../src/gradient';
 import { Model } from '../src/model';
-import { blasInfo, chooseCoretype, createWorkspace, native, type Schedule } from '../src/native';
+import { blasInfo, chooseCoretype, createWorkspace, native, nativeDims, type Schedule } from '../src/native';
 import { parseTrees } from '../src/tree';
 import { Vocabulary } from '../src/vocab';
 

@@ -1,0 +1,107 @@
+/**
+ * Sentiment prediction for every node of a tree, and a fallback for plain
+ * text, which the model cannot read directly: an RNTN composes along a binary
+ * parse. Parsed input (PTB trees from a constituency parser, as SST's are) is
+ * better; see `binarize` for what happens to plain text.
+ */
+import { compileChunks } from './batch';
+import type { Model } from './model';
+import { createWorkspace, nativeDims } from './native';
+import { formatTree, type TreeNode } from './tree';
+
+/** A node's prediction: the most probable class and every class's probability. */
+export interface NodePrediction {
+  label: number;
+  probs: number[];
+}
+
+export interface TreePrediction {
+  tree: TreeNode;
+  /** Every node of `tree`, keyed by the node object. */
+  nodes: Map<TreeNode, NodePrediction>;
+}
+
+/** Class probabilities of every node of every tree (gold labels, if any, are ignored). */
+export function predict(model: Model, trees: readonly TreeNode[]): TreePrediction[] {
+  const C = model.config.classes;
+  const workspace = createWorkspace();
+  const dims = nativeDims(model);
+  const out: TreePrediction[] = [];
+  let next = 0;
+  for (const batch of compileChunks(trees, model.vocab, { labels: false })) {
+    const probs = new Float32Array(C * batch.left.length);
+    workspace.forward(model.params, dims, batch, probs);
+    const byNode = new Map<TreeNode, NodePrediction>();
+    batch.nodes.forEach((node, n) => {
+      const p = Array.from(probs.subarray(n * C, (n + 1) * C));
+      byNode.set(node, { label: argmax(p), probs: p });
+    });
+    for (let r = 0; r < batch.roots.length; r++) out.push({ tree: trees[next++], nodes: byNode });
+  }
+  return out;
+}
+
+function argmax(p: readonly number[]): number {
+  let best = 0;
+  for (let c = 1; c < p.length; c++) if (p[c] > p[best]) best = c;
+  return best;
+}
+
+/** The tree in PTB form with each node's predicted label in place of the gold one. */
+export function formatPredictionPtb(p: TreePrediction): string {
+  return formatTree(p.tree, (node) => p.nodes.get(node)!.label);
+}
+
+/**
+ * One JSON object per tree: the sentence, the root's prediction, and every
+ * node in pre-order as a flat list (children by index, so arbitrarily deep
+ * trees serialise without recursion). `gold` appears where the input had labels.
+ */
+export function formatPredictionJson(p: TreePrediction, hasGold: boolean): string {
+  const nodes: object[] = [];
+  const words: string[] = [];
+  const stack: TreeNode[] = [p.tree];
+  const index = new Map<TreeNode, number>();
+  while (stack.length > 0) {
+    const node = stack.pop()!;
+    const i = nodes.length;
+    index.set(node, i);
+    const pred = p.nodes.get(node)!;
+    const entry: Record<string, unknown> = { label: pred.label, probs: pred.probs.map(round) };
+    if (hasGold) entry.gold = node.label;
+    if ('word' in node) {
+      entry.word = node.word;
+      words.push(node.word);
+    } else {
+      stack.push(node.right, node.left);
+    }
+    nodes.push(entry);
+  }
+  // Children's indices are known once every node has one.
+  for (const [node, i] of index) {
+    if ('left' in node) Object.assign(nodes[i], { left: index.get(node.left), right: index.get(node.right) });
+  }
+  const root = p.nodes.get(p.tree)!;
+  return JSON.stringify({ sentence: words.join(' '), label: root.label, probs: root.probs.map(round), nodes });
+}
+
+const round = (x: number) => Math.round(x * 1e6) / 1e6;
+
+/** Tokens of a line of plain text: runs of non-whitespace, split on ASCII whitespace only (as the tree contract). */
+export function tokenize(line: string): string[] {
+  return line.split(/[ \t\n\r\f\v]+/).filter((t) => t.length > 0);
+}
+
+/**
+ * A binary tree over plain tokens, for text without a parse: right-branching,
+ * (w1 (w2 (w3 w4))). English constituency structure leans right (heads come
+ * first, modifiers and complements attach to their right), so this is the
+ * closest parse-free shape; a real parser's trees are better and SST's
+ * accuracy figures assume them. Labels are −1 (unknown).
+ */
+export function binarize(tokens: readonly string[]): TreeNode {
+  if (tokens.length === 0) throw new RangeError('cannot build a tree from no tokens');
+  let tree: TreeNode = { label: -1, word: tokens[tokens.length - 1] };
+  for (let i = tokens.length - 2; i >= 0; i--) tree = { label: -1, left: { label: -1, word: tokens[i] }, right: tree };
+  return tree;
+}

@@ -1,0 +1,394 @@
+/**
+ * Minibatch training with AdaGrad, dev-set model selection and checkpoints
+ * that make an interrupted run end with the same bytes as an uninterrupted one.
+ *
+ * The objective of a minibatch of B trees is
+ *   (1/B)·Σ_nodes −log y[label]  +  Σ_groups (λ_g/2)·‖θ_g‖²
+ * as in CoreNLP: the loss is averaged over the trees of the batch so the
+ * learning rate does not depend on the batch size, and regularisation is
+ * applied per batch. Biases (b, bs) are not regularised, and only the word
+ * vectors a batch uses are (their gradient is sparse; regularising every row
+ * of L each batch would cost a dense pass over the vocabulary and shrink rare
+ * words' vectors between their occurrences). DESIGN.md: (λ/2)‖θ‖² adds λθ.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { compileBatch } from './batch';
+import { evaluate, type Metrics } from './evaluate';
+import { Model, type LeafActivation } from './model';
+import { createWorkspace, nativeDims } from './native';
+import { Random } from './random';
+import { decodeSafetensors, encodeSafetensors, writeFileAtomic } from './safetensors';
+import type { TreeNode } from './tree';
+import { Vocabulary } from './vocab';
+
+export interface Regularisation {
+  W: number;
+  V: number;
+  Ws: number;
+  L: number;
+}
+
+export interface TrainOptions {
+  dim: number;
+  classes: number;
+  leaf: LeafActivation;
+  batchSize: number;
+  /** Upper bound on epochs. */
+  epochs: number;
+  /** Stop after the batch during which this many minutes of training have passed (summed over resumes). */
+  maxMinutes?: number;
+  learningRate: number;
+  /** Added to √(Σg²) in AdaGrad's denominator. */
+  adagradEpsilon: number;
+  /** Clear AdaGrad's history every this many epochs (CoreNLP: 1); 0 never. */
+  adagradResetEpochs: number;
+  lambda: Regularisation;
+  seed: number;
+  /** Evaluate on the dev set every this many epochs. */
+  evalEvery: number;
+  /** Stop after this many dev evaluations without a better root 5-class accuracy. */
+  patience?: number;
+  /** Write a checkpoint here every `checkpointEvery` epochs (and on interruption). */
+  checkpointDir?: string;
+  checkpointEvery: number;
+}
+
+export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
+  dim: 25,
+  classes: 5,
+  leaf: 'identity',
+  batchSize: 27,
+  epochs: 100,
+  learningRate: 0.01,
+  adagradEpsilon: 1e-3,
+  adagradResetEpochs: 1,
+  lambda: { W: 1e-3, V: 1e-3, Ws: 1e-4, L: 1e-4 },
+  seed: 1,
+  evalEvery: 1,
+  checkpointEvery: 1,
+};
+
+/** One line of the training log (JSON Lines), written after every epoch. */
+export interface EpochRecord {
+  epoch: number;
+  /** Mean −log y[label] per training node over the epoch (unregularised). */
+  loss: number;
+  dev?: Pick<Metrics, 'loss' | 'rootFine' | 'allFine' | 'rootBinary' | 'allBinary'>;
+  /** Whether this epoch's model is the best on dev so far (the one that will be written). */
+  best?: boolean;
+  sentencesPerSecond: number;
+  /** Training wall time so far, in seconds (summed over resumes). */
+  seconds: number;
+}
+
+export interface Progress {
+  epoch: number;
+  batch: number;
+  batches: number;
+  /** Mean loss per node over the epoch so far. */
+  loss: number;
+  sentencesPerSecond: number;
+  seconds: number;
+}
+
+export interface TrainHooks {
+  onEpoch?(record: EpochRecord): void;
+  onProgress?(progress: Progress): void;
+  /** Aborting stops training after the current batch, writing a checkpoint first. */
+  signal?: AbortSignal;
+}
+
+export interface TrainResult {
+  /** The model to keep: the best on dev when there is a dev set, else the last. */
+  model: Model;
+  epochs: number;
+  stoppedBy: 'epochs' | 'time' | 'patience' | 'interrupted';
+  bestDev?: Metrics;
+  records: EpochRecord[];
+}
+
+/** Training stopped because the loss or gradient stopped being finite. */
+export class NonFiniteError extends Error {
+  override readonly name = 'NonFiniteError';
+}
+
+/**
+ * AdaGrad (Duchi et al. 2011) as CoreNLP runs it: θ −= η·g / (√(Σg²) + ε),
+ * with the history reset every few epochs. It updates index ranges so that
+ * the sparse rows of L cost only what a batch touches.
+ */
+export class AdaGrad {
+  readonly history: Float32Array;
+
+  constructor(
+    size: number,
+    readonly learningRate: number,
+    readonly epsilon: number,
+  ) {
+    this.history = new Float32Array(size);
+  }
+
+  /**
+   * One step on [start, end): g = scale·grad + λ·θ, then the update; the
+   * gradient range is zeroed for the next batch.
+   */
+  step(params: Float32Array, grad: Float32Array, start: number, end: number, scale: number, lambda: number): void {
+    const h = this.history;
+    const lr = this.learningRate;
+    const eps = this.epsilon;
+    for (let i = start; i < end; i++) {
+      const g = scale * grad[i] + lambda * params[i];
+      h[i] += g * g;
+      params[i] -= (lr * g) / (Math.sqrt(h[i]) + eps);
+      grad[i] = 0;
+    }
+  }
+
+  reset(): void {
+    this.history.fill(0);
+  }
+}
+
+/** Everything a checkpoint restores, beyond the parameters and AdaGrad's history. */
+interface TrainerState {
+  /** Epochs completed. */
+  epoch: number;
+  /** Batches of the current epoch already applied. */
+  batch: number;
+  /** The generator's state at the start of the current epoch: its shuffle is replayed on resume. */
+  epochRng: number[];
+  seconds: number;
+  bestScore: number;
+  bestEpoch: number;
+  evalsWithoutImprovement: number;
+  records: EpochRecord[];
+}
+
+const CHECKPOINT_FORMAT = 'rntn-checkpoint/1';
+export const CHECKPOINT_FILE = 'checkpoint.safetensors';
+
+/** Trains a new model, or continues the one in `resume` (a checkpoint file). */
+export async function train(
+  trainTrees: readonly TreeNode[],
+  devTrees: readonly TreeNode[] | undefined,
+  options: TrainOptions,
+  hooks: TrainHooks = {},
+  resume?: string,
+): Promise<TrainResult> {
+  if (trainTrees.length === 0) throw new RangeError('no training trees');
+  let model: Model;
+  let history: Float32Array | undefined;
+  let best: Float32Array | undefined;
+  let state: TrainerState;
+  if (resume) {
+    const restored = readCheckpoint(resume);
+    model = restored.model;
+    history = restored.history;
+    best = restored.best;
+    state = restored.state;
+    // The run's settings come from the checkpoint; only the stopping rules may change.
+    options = { ...restored.options, epochs: options.epochs, maxMinutes: options.maxMinutes, patience: options.patience, checkpointDir: options.checkpointDir ?? restored.options.checkpointDir };
+  } else {
+    const vocab = Vocabulary.fromTrees(trainTrees);
+    model = Model.create(vocab, { dim: options.dim, classes: options.classes, leaf: options.leaf, seed: options.seed });
+    state = {
+      epoch: 0,
+      batch: 0,
+      // A stream of its own for shuffling, so initialisation and order are independent.
+      epochRng: [...new Random(options.seed + 0x5eed).state],
+      seconds: 0,
+      bestScore: -Infinity,
+      bestEpoch: 0,
+      evalsWithoutImprovement: 0,
+      records: [],
+    };
+  }
+  const adagrad = new AdaGrad(model.params.length, options.learningRate, options.adagradEpsilon);
+  if (history) adagrad.history.set(history);
+
+  const { layout } = model;
+  const params = model.params;
+  const grad = new Float32Array(params.length);
+  const dims = nativeDims(model);
+  const workspace = createWorkspace();
+  const d = model.config.dim;
+  const lambdaOf = { V: options.lambda.V, W: options.lambda.W, b: 0, Ws: options.lambda.Ws, bs: 0 } as const;
+  const denseGroups = (['V', 'W', 'b', 'Ws', 'bs'] as const).map((name) => ({
+    start: layout.offsets[name],
+    end: layout.offsets[name] + layout.count(name),
+    lambda: lambdaOf[name],
+  }));
+
+  let stoppedBy: TrainResult['stoppedBy'] = 'epochs';
+  let lastCheckpointEpoch = state.epoch;
+  const checkpoint = () => {
+    if (options.checkpointDir) writeCheckpoint(path.join(options.checkpointDir, CHECKPOINT_FILE), model, adagrad.history, best, options, state);
+  };
+
+  training: while (state.epoch < options.epochs) {
+    if (state.batch === 0 && options.adagradResetEpochs > 0 && state.epoch > 0 && state.epoch % options.adagradResetEpochs === 0) {
+      adagrad.reset();
+    }
+    const rng = new Random(Uint32Array.from(state.epochRng));
+    const order = rng.shuffle(Array.from(trainTrees.keys()));
+    const batches = Math.ceil(order.length / options.batchSize);
+    let epochLoss = 0;
+    let epochNodes = 0;
+    let epochSentences = 0;
+    let epochSeconds = 0;
+    for (; state.batch < batches; state.batch++) {
+      const started = process.hrtime.bigint();
+      const members = order.slice(state.batch * options.batchSize, (state.batch + 1) * options.batchSize).map((i) => trainTrees[i]);
+      const batch = compileBatch(members, model.vocab);
+      const loss = workspace.forwardBackward(params, grad, dims, batch);
+      const scale = 1 / members.length;
+      if (!Number.isFinite(loss) || !gradientIsFinite(grad, denseGroups, batch.words, layout.offsets.L, d)) {
+        throw new NonFiniteError(
+          `the ${Number.isFinite(loss) ? 'gradient' : 'loss'} became non-finite in epoch ${state.epoch + 1}, batch ${state.batch + 1} of ${batches}` +
+            (options.checkpointDir ? `; the last good checkpoint is ${path.join(options.checkpointDir, CHECKPOINT_FILE)}` : '') +
+            ' (a smaller --lr usually helps)',
+        );
+      }
+      for (const g of denseGroups) adagrad.step(params, grad, g.start, g.end, scale, g.lambda);
+      for (const w of batch.words) {
+        const row = layout.offsets.L + w * d;
+        adagrad.step(params, grad, row, row + d, scale, options.lambda.L);
+      }
+      epochLoss += loss;
+      epochNodes += batch.left.length;
+      epochSentences += members.length;
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      epochSeconds += seconds;
+      state.seconds += seconds;
+      hooks.onProgress?.({
+        epoch: state.epoch + 1,
+        batch: state.batch + 1,
+        batches,
+        loss: epochLoss / epochNodes,
+        sentencesPerSecond: epochSentences / epochSeconds,
+        seconds: state.seconds,
+      });
+      if (options.maxMinutes !== undefined && state.seconds >= options.maxMinutes * 60) {
+        state.batch++;
+        stoppedBy = 'time';
+        break training;
+      }
+      if (hooks.signal?.aborted) {
+        state.batch++;
+        stoppedBy = 'interrupted';
+        break training;
+      }
+      // Let signal handlers and timers run between batches.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+
+    state.epoch++;
+    state.batch = 0;
+    state.epochRng = [...rng.state];
+    const record: EpochRecord = {
+      epoch: state.epoch,
+      loss: epochLoss / epochNodes,
+      sentencesPerSecond: epochSentences / epochSeconds,
+      seconds: state.seconds,
+    };
+    if (devTrees && devTrees.length > 0 && state.epoch % options.evalEvery === 0) {
+      const dev = evaluate(model, devTrees);
+      record.dev = { loss: dev.loss, rootFine: dev.rootFine, allFine: dev.allFine, rootBinary: dev.rootBinary, allBinary: dev.allBinary };
+      record.best = dev.rootFine > state.bestScore;
+      if (record.best) {
+        state.bestScore = dev.rootFine;
+        state.bestEpoch = state.epoch;
+        state.evalsWithoutImprovement = 0;
+        best = Float32Array.from(params);
+      } else {
+        state.evalsWithoutImprovement++;
+      }
+    }
+    state.records.push(record);
+    hooks.onEpoch?.(record);
+    if (state.epoch - lastCheckpointEpoch >= options.checkpointEvery) {
+      checkpoint();
+      lastCheckpointEpoch = state.epoch;
+    }
+    if (options.patience !== undefined && state.evalsWithoutImprovement >= options.patience) {
+      stoppedBy = 'patience';
+      break;
+    }
+  }
+  if (stoppedBy !== 'epochs' && stoppedBy !== 'patience') checkpoint();
+  else if (state.epoch !== lastCheckpointEpoch) checkpoint();
+
+  const result = new Model(model.config, model.vocab, best ? Float32Array.from(best) : Float32Array.from(params));
+  const bestDev = devTrees && devTrees.length > 0 ? evaluate(result, devTrees) : undefined;
+  return { model: result, epochs: state.epoch, stoppedBy, bestDev, records: state.records };
+}
+
+/** Whether every gradient value the update will read is finite (dense groups and the batch's rows of L). */
+function gradientIsFinite(grad: Float32Array, dense: { start: number; end: number }[], words: Int32Array, lOffset: number, d: number): boolean {
+  // A sum is NaN or ±Infinity when any term is; one pass, no branches per value.
+  let sum = 0;
+  for (const g of dense) for (let i = g.start; i < g.end; i++) sum += grad[i] * 0;
+  for (const w of words) for (let i = lOffset + w * d, end = i + d; i < end; i++) sum += grad[i] * 0;
+  return sum === 0;
+}
+
+function writeCheckpoint(
+  file: string,
+  model: Model,
+  history: Float32Array,
+  best: Float32Array | undefined,
+  options: TrainOptions,
+  state: TrainerState,
+): void {
+  const tensors: Parameters<typeof encodeSafetensors>[0] = {
+    params: { dtype: 'F32', shape: [model.params.length], data: model.params },
+    history: { dtype: 'F32', shape: [history.length], data: history },
+  };
+  if (best) tensors.best = { dtype: 'F32', shape: [best.length], data: best };
+  const metadata = {
+    format: CHECKPOINT_FORMAT,
+    vocab: JSON.stringify(model.vocab.words),
+    config: JSON.stringify(model.config),
+    options: JSON.stringify(options),
+    state: JSON.stringify(state),
+  };
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  writeFileAtomic(file, encodeSafetensors(tensors, metadata));
+}
+
+function readCheckpoint(file: string): {
+  model: Model;
+  history: Float32Array;
+  best?: Float32Array;
+  options: TrainOptions;
+  state: TrainerState;
+} {
+  const { tensors, metadata } = decodeSafetensors(fs.readFileSync(file), file);
+  if (metadata.format !== CHECKPOINT_FORMAT) throw new Error(`${file}: not an rntn checkpoint (format ${JSON.stringify(metadata.format)}, expected ${CHECKPOINT_FORMAT})`);
+  const parse = <T>(key: string): T => {
+    try {
+      return JSON.parse(metadata[key]) as T;
+    } catch {
+      throw new Error(`${file}: checkpoint metadata ${JSON.stringify(key)} is missing or not JSON`);
+    }
+  };
+  const vocab = new Vocabulary(parse<string[]>('vocab'));
+  const config = parse<Model['config']>('config');
+  const tensor = (name: string, required: boolean): Float32Array | undefined => {
+    const t = tensors.get(name);
+    if (!t) {
+      if (required) throw new Error(`${file}: checkpoint has no tensor ${JSON.stringify(name)}`);
+      return undefined;
+    }
+    if (!(t.data instanceof Float32Array)) throw new Error(`${file}: checkpoint tensor ${JSON.stringify(name)} must be F32`);
+    return t.data;
+  };
+  const model = new Model(config, vocab, tensor('params', true)!);
+  const history = tensor('history', true)!;
+  const best = tensor('best', false);
+  for (const [name, t] of [['history', history], ['best', best]] as const) {
+    if (t && t.length !== model.params.length) throw new Error(`${file}: checkpoint tensor ${name} has ${t.length} values, the model ${model.params.length}`);
+  }
+  return { model, history, best, options: parse<TrainOptions>('options'), state: parse<TrainerState>('state') };
+}
