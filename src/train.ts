@@ -222,8 +222,12 @@ export async function train(
 
   let stoppedBy: TrainResult['stoppedBy'] = 'epochs';
   let lastCheckpointEpoch = state.epoch;
+  // The newest checkpoint of this run (or the one it resumed from): what a failure points the user to.
+  let lastCheckpoint = resume;
   const checkpoint = () => {
-    if (options.checkpointDir) writeCheckpoint(path.join(options.checkpointDir, CHECKPOINT_FILE), model, adagrad.history, best, options, state);
+    if (!options.checkpointDir) return;
+    lastCheckpoint = path.join(options.checkpointDir, CHECKPOINT_FILE);
+    writeCheckpoint(lastCheckpoint, model, adagrad.history, best, options, state);
   };
 
   training: while (state.epoch < options.epochs) {
@@ -246,7 +250,7 @@ export async function train(
       if (!Number.isFinite(loss) || !gradientIsFinite(grad, denseGroups, batch.words, layout.offsets.L, d)) {
         throw new NonFiniteError(
           `the ${Number.isFinite(loss) ? 'gradient' : 'loss'} became non-finite in epoch ${state.epoch + 1}, batch ${state.batch + 1} of ${batches}` +
-            (options.checkpointDir ? `; the last good checkpoint is ${path.join(options.checkpointDir, CHECKPOINT_FILE)}` : '') +
+            (lastCheckpoint ? `; the last good checkpoint is ${lastCheckpoint}` : '') +
             ' (a smaller --lr usually helps)',
         );
       }
@@ -387,8 +391,11 @@ function readCheckpoint(file: string): {
   const model = new Model(config, vocab, tensor('params', true)!);
   const history = tensor('history', true)!;
   const best = tensor('best', false);
-  for (const [name, t] of [['history', history], ['best', best]] as const) {
-    if (t && t.length !== model.params.length) throw new Error(`${file}: checkpoint tensor ${name} has ${t.length} values, the model ${model.params.length}`);
+  for (const [name, t] of [['params', model.params], ['history', history], ['best', best]] as const) {
+    if (!t) continue;
+    if (t.length !== model.params.length) throw new Error(`${file}: checkpoint tensor ${name} has ${t.length} values, the model ${model.params.length}`);
+    const bad = t.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0) throw new Error(`${file}: checkpoint tensor ${name} holds a non-finite value at index ${bad}`);
   }
   return { model, history, best, options: parse<TrainOptions>('options'), state: parse<TrainerState>('state') };
 }

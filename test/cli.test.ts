@@ -92,10 +92,94 @@ describe('rntn gradcheck', () => {
   });
 
   it('--help describes every command', () => {
-    for (const cmd of ['grad', 'gradcheck']) {
+    for (const cmd of ['grad', 'gradcheck', 'train', 'eval', 'predict']) {
       const run = rntn(cmd, '--help');
       expect(run.status).toBe(0);
       expect(run.stdout).toMatch(/Usage: rntn/);
     }
+  });
+});
+
+describe('rntn train, eval and predict', () => {
+  const out = path.join(tmp, 'trained.safetensors');
+  const log = path.join(tmp, 'train.jsonl');
+
+  it('trains on the generated treebank when no data is given, writing a model and a JSON log', () => {
+    const run = spawnSync(process.execPath, [cli, 'train', '--epochs', '3', '--dim', '8', '--out', out, '--log', log], { encoding: 'utf8', cwd: tmp });
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stderr).toMatch(/generated sentiment treebank/);
+    expect(run.stderr).toMatch(/epoch 3: loss/); // plain lines, as stderr is not a terminal here
+    expect(run.stderr).not.toMatch(/\r/);
+    const records = fs.readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(records.map((r) => r.epoch)).toEqual([1, 2, 3]);
+    for (const r of records) {
+      expect(Object.keys(r)).toEqual(expect.arrayContaining(['epoch', 'loss', 'dev', 'sentencesPerSecond', 'seconds']));
+      expect(r.dev.rootFine).toBeGreaterThanOrEqual(0);
+    }
+  });
+
+  it('eval --json prints the four accuracies and the loss as fractions', () => {
+    const run = rntn('eval', '--model', out, '--trees', treesPath, '--json');
+    // treesPath holds words the generated vocabulary lacks: they map to *UNK*.
+    expect(run.status, run.stderr).toBe(0);
+    const m = JSON.parse(run.stdout);
+    for (const key of ['loss', 'rootFine', 'allFine', 'rootBinary', 'allBinary']) expect(typeof m[key]).toBe('number');
+    for (const key of ['rootFine', 'allFine', 'rootBinary', 'allBinary']) {
+      expect(m[key]).toBeGreaterThanOrEqual(0);
+      expect(m[key]).toBeLessThanOrEqual(1);
+    }
+    expect(m.roots).toBe(trees.length);
+  });
+
+  it('eval without --json prints a readable report', () => {
+    const run = rntn('eval', '--model', out, '--trees', treesPath);
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/%/);
+  });
+
+  it('predict writes PTB with predicted labels, and JSON per tree', () => {
+    const ptb = rntn('predict', '--model', out, '--trees', treesPath);
+    expect(ptb.status, ptb.stderr).toBe(0);
+    const lines = ptb.stdout.trim().split('\n');
+    expect(lines).toHaveLength(trees.length);
+    expect(lines[0]).toMatch(/^\([0-4] /);
+    const json = rntn('predict', '--model', out, '--trees', treesPath, '--format', 'json');
+    const first = JSON.parse(json.stdout.trim().split('\n')[0]);
+    expect(first.nodes[0].label).toBe(first.label);
+    expect(first.probs.reduce((a: number, b: number) => a + b, 0)).toBeCloseTo(1, 4);
+    expect(first.nodes[0].gold).toBe(trees[0].label);
+  });
+
+  it('predict --text binarises plain sentences', () => {
+    const text = path.join(tmp, 'plain.txt');
+    fs.writeFileSync(text, 'the movie is not good\n\nthe acting is superb\n');
+    const run = rntn('predict', '--model', out, '--text', text);
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout.trim().split('\n')).toEqual([
+      expect.stringMatching(/^\(\d \(\d the\) \(\d \(\d movie\) \(\d \(\d is\) \(\d \(\d not\) \(\d good\)\)\)\)\)$/),
+      expect.stringMatching(/^\(\d \(\d the\) /),
+    ]);
+  });
+
+  it('gives a message and a non-zero exit for missing files, bad flags and malformed trees', () => {
+    const missing = rntn('train', '--train', path.join(tmp, 'absent.txt'), '--out', path.join(tmp, 'm2'));
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toMatch(/absent\.txt/);
+    const badFlag = rntn('train', '--dim', 'zero');
+    expect(badFlag.status).not.toBe(0);
+    expect(badFlag.stderr).toMatch(/--dim.*positive integer/);
+    const unknown = rntn('train', '--frobnicate');
+    expect(unknown.status).not.toBe(0);
+    expect(unknown.stderr).toMatch(/unknown option/);
+    const leaf = rntn('train', '--leaf', 'relu');
+    expect(leaf.status).not.toBe(0);
+    expect(leaf.stderr).toMatch(/identity, tanh/);
+    const bad = path.join(tmp, 'malformed.txt');
+    fs.writeFileSync(bad, '(3 (2 good) (1 bad)\n');
+    const malformed = rntn('eval', '--model', out, '--trees', bad);
+    expect(malformed.status).toBe(1);
+    expect(malformed.stderr).toContain(`${bad}:1:20:`);
+    expect(rntn('predict', '--model', out).status).toBe(1);
+    expect(rntn('nosuchcommand').status).not.toBe(0);
   });
 });

@@ -1,0 +1,73 @@
+#!/usr/bin/env node
+// Trains on SST train with dev selection and evaluates SST test, for several
+// seeds, and prints the four Table 1 metrics per seed, their mean, the wall
+// time and the paper's row beside them (Socher et al. 2013, RNTN).
+//
+//   node bench/sst-train.js [--seeds 1,2,3] [--epochs 60] [--dim 25] [--leaf identity|tanh]
+//                           [--lr 0.01] [--lambda-w 1e-3] [--lambda-v 1e-3] [--lambda-ws 1e-4] [--lambda-l 1e-4]
+//                           [--patience K] [--json]
+'use strict';
+const path = require('node:path');
+const fs = require('node:fs');
+const { parseArgs } = require('node:util');
+const lib = path.resolve(__dirname, '../lib');
+const { train, DEFAULT_TRAIN_OPTIONS } = require(`${lib}/train`);
+const { evaluate } = require(`${lib}/evaluate`);
+const { describeBlas } = require(`${lib}/native`);
+const { readTrees } = require(`${lib}/tree`);
+
+const { values } = parseArgs({
+  options: {
+    seeds: { type: 'string', default: '1,2,3' },
+    epochs: { type: 'string', default: '60' },
+    dim: { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.dim) },
+    leaf: { type: 'string', default: DEFAULT_TRAIN_OPTIONS.leaf },
+    lr: { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.learningRate) },
+    'lambda-w': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.lambda.W) },
+    'lambda-v': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.lambda.V) },
+    'lambda-ws': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.lambda.Ws) },
+    'lambda-l': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.lambda.L) },
+    patience: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    sst: { type: 'string', default: path.resolve(__dirname, '../../shared/data/sst') },
+  },
+});
+if (!fs.existsSync(path.join(values.sst, 'train.txt'))) {
+  console.log(`skipped: ${values.sst} is absent (the benchmark needs the Stanford Sentiment Treebank)`);
+  process.exit(0);
+}
+const [trainTrees, devTrees, testTrees] = ['train', 'dev', 'test'].map((s) => readTrees(path.join(values.sst, `${s}.txt`)));
+const options = {
+  ...DEFAULT_TRAIN_OPTIONS,
+  epochs: Number(values.epochs),
+  dim: Number(values.dim),
+  leaf: values.leaf,
+  learningRate: Number(values.lr),
+  lambda: { W: Number(values['lambda-w']), V: Number(values['lambda-v']), Ws: Number(values['lambda-ws']), L: Number(values['lambda-l']) },
+  patience: values.patience === undefined ? undefined : Number(values.patience),
+};
+const PAPER = { allFine: 0.807, rootFine: 0.457, allBinary: 0.876, rootBinary: 0.854 };
+const KEYS = ['allFine', 'rootFine', 'allBinary', 'rootBinary'];
+const pct = (x) => (100 * x).toFixed(1);
+
+(async () => {
+  console.log(describeBlas());
+  console.log(`options: ${JSON.stringify({ ...options, seed: undefined })}`);
+  const rows = [];
+  for (const seed of values.seeds.split(',').map(Number)) {
+    const started = Date.now();
+    const result = await train(trainTrees, devTrees, { ...options, seed });
+    const test = evaluate(result.model, testTrees);
+    const best = result.records.reduce((a, r) => (r.best ? r : a), undefined);
+    const row = { seed, ...Object.fromEntries(KEYS.map((k) => [k, test[k]])), bestEpoch: best?.epoch, devRoot: result.bestDev.rootFine, epochs: result.epochs, seconds: (Date.now() - started) / 1000 };
+    rows.push(row);
+    if (values.json) console.log(JSON.stringify(row));
+    else console.log(`seed ${seed}: test all ${pct(row.allFine)} root ${pct(row.rootFine)} all-bin ${pct(row.allBinary)} root-bin ${pct(row.rootBinary)} | dev root ${pct(row.devRoot)} at epoch ${row.bestEpoch}/${row.epochs} | ${row.seconds.toFixed(0)} s`);
+  }
+  const mean = Object.fromEntries(KEYS.map((k) => [k, rows.reduce((s, r) => s + r[k], 0) / rows.length]));
+  console.log('\n| run | all 5-class | root 5-class | all binary | root binary | wall time |');
+  console.log('|---|---|---|---|---|---|');
+  for (const r of rows) console.log(`| seed ${r.seed} | ${pct(r.allFine)} | ${pct(r.rootFine)} | ${pct(r.allBinary)} | ${pct(r.rootBinary)} | ${r.seconds.toFixed(0)} s, 1 thread |`);
+  console.log(`| mean | ${pct(mean.allFine)} | ${pct(mean.rootFine)} | ${pct(mean.allBinary)} | ${pct(mean.rootBinary)} | |`);
+  console.log(`| paper (RNTN) | ${pct(PAPER.allFine)} | ${pct(PAPER.rootFine)} | ${pct(PAPER.allBinary)} | ${pct(PAPER.rootBinary)} | |`);
+})();

@@ -1,0 +1,116 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { encodeModel } from '../src/model-file';
+import { decodeSafetensors, encodeSafetensors } from '../src/safetensors';
+import { syntheticSplits } from '../src/synthetic';
+import { AdaGrad, CHECKPOINT_FILE, DEFAULT_TRAIN_OPTIONS, NonFiniteError, train, type TrainOptions } from '../src/train';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rntn-train-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+const data = syntheticSplits(3);
+const trainTrees = data.train.slice(0, 150);
+const devTrees = data.dev.slice(0, 40);
+const small: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS, dim: 6, batchSize: 10, epochs: 4, seed: 5 };
+
+describe('AdaGrad', () => {
+  it('adds λθ to the scaled gradient, divides by √(Σg²) + ε, and zeroes the gradient', () => {
+    const opt = new AdaGrad(2, 0.1, 1e-3);
+    const params = Float32Array.from([1, -2]);
+    const grad = Float32Array.from([4, 0]);
+    opt.step(params, grad, 0, 2, 0.5, 0.1);
+    // g = 0.5·4 + 0.1·1 = 2.1 → θ = 1 − 0.1·2.1/(2.1 + 1e-3); g = 0 + 0.1·(−2) = −0.2 → θ = −2 + 0.1·0.2/(0.2 + 1e-3)
+    expect(params[0]).toBeCloseTo(1 - (0.1 * 2.1) / (2.1 + 1e-3), 6);
+    expect(params[1]).toBeCloseTo(-2 + (0.1 * 0.2) / (0.2 + 1e-3), 6);
+    expect(Array.from(opt.history)).toEqual([Math.fround(2.1 * 2.1), Math.fround(0.04)]);
+    expect(Array.from(grad)).toEqual([0, 0]);
+    opt.reset();
+    expect(Array.from(opt.history)).toEqual([0, 0]);
+  });
+});
+
+describe('train', () => {
+  it('learns the generated treebank: dev accuracy well above the majority class', async () => {
+    const result = await train(data.train.slice(0, 600), data.dev, { ...small, dim: 10, epochs: 8 });
+    expect(result.stoppedBy).toBe('epochs');
+    expect(result.records).toHaveLength(8);
+    expect(result.records[7].loss).toBeLessThan(result.records[0].loss);
+    // Neutral is ~56 % of nodes; a model that learned nothing stays near that.
+    expect(result.bestDev!.allFine).toBeGreaterThan(0.8);
+    const best = result.records.filter((r) => r.best).pop()!;
+    expect(result.bestDev!.rootFine).toBeCloseTo(best.dev!.rootFine, 10);
+  });
+
+  it('is deterministic: the same seed gives the same bytes', async () => {
+    const a = await train(trainTrees, devTrees, small);
+    const b = await train(trainTrees, devTrees, small);
+    expect(encodeModel(a.model).equals(encodeModel(b.model))).toBe(true);
+  });
+
+  it('resumes from an epoch checkpoint to the same bytes as an uninterrupted run', async () => {
+    const whole = await train(trainTrees, devTrees, small);
+    const dir = path.join(tmp, 'epoch');
+    const first = await train(trainTrees, devTrees, { ...small, epochs: 2, checkpointDir: dir });
+    expect(first.epochs).toBe(2);
+    const resumed = await train(trainTrees, devTrees, { ...small, checkpointDir: dir }, {}, path.join(dir, CHECKPOINT_FILE));
+    expect(resumed.epochs).toBe(4);
+    expect(resumed.records.map((r) => r.epoch)).toEqual([1, 2, 3, 4]);
+    expect(encodeModel(resumed.model).equals(encodeModel(whole.model))).toBe(true);
+  });
+
+  it('resumes from a mid-epoch interruption to the same bytes', async () => {
+    const whole = await train(trainTrees, devTrees, small);
+    const dir = path.join(tmp, 'mid');
+    const controller = new AbortController();
+    let batches = 0;
+    const interrupted = await train(trainTrees, devTrees, { ...small, checkpointDir: dir }, {
+      signal: controller.signal,
+      onProgress: () => {
+        if (++batches === 23) controller.abort(); // epoch 2 has 15 batches of 10: this is mid-epoch 2
+      },
+    });
+    expect(interrupted.stoppedBy).toBe('interrupted');
+    expect(interrupted.epochs).toBe(1);
+    const resumed = await train(trainTrees, devTrees, small, {}, path.join(dir, CHECKPOINT_FILE));
+    expect(encodeModel(resumed.model).equals(encodeModel(whole.model))).toBe(true);
+  });
+
+  it('stops on a non-finite loss, naming epoch and batch, without touching the checkpoint on disk', async () => {
+    const dir = path.join(tmp, 'nan');
+    await train(trainTrees, devTrees, { ...small, epochs: 1, checkpointDir: dir });
+    const good = fs.readFileSync(path.join(dir, CHECKPOINT_FILE));
+    // A diverging run into the same directory must not touch the checkpoint there.
+    const attempt = train(trainTrees, devTrees, { ...small, epochs: 3, learningRate: 1e30, checkpointDir: dir });
+    await expect(attempt).rejects.toThrow(NonFiniteError);
+    await expect(attempt).rejects.toThrow(/non-finite in epoch 1, batch \d+ of 15 \(a smaller --lr usually helps\)/);
+    expect(fs.readFileSync(path.join(dir, CHECKPOINT_FILE)).equals(good)).toBe(true);
+    expect(fs.readdirSync(dir)).toEqual([CHECKPOINT_FILE]);
+  });
+
+  it('refuses a checkpoint holding non-finite parameters', async () => {
+    const dir = path.join(tmp, 'poison');
+    await train(trainTrees, devTrees, { ...small, epochs: 1, checkpointDir: dir });
+    const file = path.join(dir, CHECKPOINT_FILE);
+    const decoded = decodeSafetensors(fs.readFileSync(file), file);
+    (decoded.tensors.get('params')!.data as Float32Array)[7] = NaN;
+    const tensors = Object.fromEntries([...decoded.tensors].map(([k, t]) => [k, { dtype: 'F32' as const, shape: t.shape, data: t.data }]));
+    const poisoned = path.join(tmp, 'poisoned.safetensors');
+    fs.writeFileSync(poisoned, encodeSafetensors(tensors, decoded.metadata));
+    await expect(train(trainTrees, devTrees, small, {}, poisoned)).rejects.toThrow(/tensor params holds a non-finite value at index 7/);
+  });
+
+  it('stops early after `patience` evaluations without improvement', async () => {
+    // A learning rate this small cannot move the dev accuracy after the first epoch.
+    const result = await train(trainTrees, devTrees, { ...small, epochs: 20, learningRate: 1e-9, patience: 2 });
+    expect(result.stoppedBy).toBe('patience');
+    expect(result.epochs).toBe(3);
+  });
+
+  it('rejects a checkpoint that is not one', async () => {
+    const bogus = path.join(tmp, 'model.safetensors');
+    fs.writeFileSync(bogus, encodeModel((await train(trainTrees, undefined, { ...small, epochs: 1 })).model));
+    await expect(train(trainTrees, devTrees, small, {}, bogus)).rejects.toThrow(/not an rntn checkpoint/);
+  });
+});
