@@ -17,7 +17,7 @@ import { binarize, formatPredictionJson, formatPredictionPtb, predict, tokenize 
 import { Random } from './random';
 import { encodeSafetensors, writeFileAtomic, type TensorInput } from './safetensors';
 import { syntheticSplits } from './synthetic';
-import { DEFAULT_TRAIN_OPTIONS, train, type EpochRecord, type Progress, type TrainOptions } from './train';
+import { DEFAULT_TRAIN_OPTIONS, train, type EpochRecord, type Progress, type TrainOptions, type TrainResult } from './train';
 import { readTrees, type TreeNode } from './tree';
 import { Vocabulary } from './vocab';
 
@@ -187,13 +187,14 @@ export function buildProgram(): Command {
           checkpointEvery: opts.checkpointEvery,
         };
         process.stderr.write(`${describeBlas()}\n`);
+        const report = progressReporter(opts.epochs);
         const controller = new AbortController();
         const onSigint = () => {
-          process.stderr.write('\ninterrupted: stopping after this batch and writing a checkpoint\n');
+          report.stop();
+          process.stderr.write('interrupted: stopping after this batch' + (options.checkpointDir ? ' and writing a checkpoint' : '') + '\n');
           controller.abort();
         };
         process.once('SIGINT', onSigint);
-        const report = progressReporter(opts.epochs);
         try {
           const result = await train(
             trainTrees,
@@ -213,7 +214,7 @@ export function buildProgram(): Command {
           saveModel(result.model, opts.out, { training: JSON.stringify({ ...options, epochsRun: result.epochs, stoppedBy: result.stoppedBy }) });
           const best = result.bestDev;
           process.stderr.write(
-            `stopped by ${result.stoppedBy} after ${result.epochs} epochs; model written to ${opts.out}` +
+            `${STOP_REASON[result.stoppedBy]} after ${result.epochs} epochs; model written to ${opts.out}` +
               (best ? `: dev root ${(100 * best.rootFine).toFixed(2)} %, all ${(100 * best.allFine).toFixed(2)} %, root binary ${(100 * best.rootBinary).toFixed(2)} %` : '') +
               '\n',
           );
@@ -268,6 +269,13 @@ export function buildProgram(): Command {
   return program;
 }
 
+const STOP_REASON: Record<TrainResult['stoppedBy'], string> = {
+  epochs: 'finished',
+  time: 'stopped at the time budget',
+  patience: 'stopped early (no dev improvement)',
+  interrupted: 'interrupted',
+};
+
 interface TrainFlags {
   train?: string;
   dev?: string;
@@ -302,6 +310,7 @@ function progressReporter(epochs: number) {
   const bar = tty
     ? new SingleBar({
         stream: process.stderr,
+        // The bar spans the whole run, so the ETA is for training, not the epoch.
         format: 'epoch {epoch}/{epochs} [{bar}] {percentage}% | {speed} sent/s | loss {loss} | ETA {eta_formatted}',
         hideCursor: true,
         clearOnComplete: true,
@@ -315,15 +324,16 @@ function progressReporter(epochs: number) {
     progress(p: Progress) {
       if (!bar) return;
       const payload = { epoch: p.epoch, epochs, speed: p.sentencesPerSecond.toFixed(0), loss: p.loss.toFixed(4) };
-      if (!started || p.batch === 1) {
-        if (started) bar.stop();
-        bar.start(p.batches, p.batch, payload);
+      const done = (p.epoch - 1) * p.batches + p.batch;
+      if (!started) {
+        bar.start(epochs * p.batches, done, payload);
         started = true;
       } else {
-        bar.update(p.batch, payload);
+        bar.update(done, payload);
       }
     },
     epoch(r: EpochRecord) {
+      // The bar (cleared on stop) restarts at the next batch, so epoch lines scroll above it.
       if (bar && started) {
         bar.stop();
         started = false;
