@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "adagrad.h"
 #include "rntn.h"
 
 namespace {
@@ -272,6 +273,8 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
     DefineAddon(exports, {
                              InstanceValue("Workspace", WorkspaceWrap::Define(env)),
                              InstanceMethod<&RntnAddon::BlasInfo>("blasInfo"),
+                             InstanceMethod<&RntnAddon::BlasThreads>("blasThreads"),
+                             InstanceMethod<&RntnAddon::AdaGradStep>("adagradStep"),
                              InstanceMethod<&RntnAddon::GemmSelfTest>("gemmSelfTest"),
                              InstanceMethod<&RntnAddon::SgemmRate>("sgemmRate"),
                              InstanceMethod<&RntnAddon::TanhError>("tanhMaxRelativeError"),
@@ -286,6 +289,74 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
     o.Set("config", openblas_get_config());
     o.Set("threads", openblas_get_num_threads());
     return o;
+  }
+
+  // blasThreads(n?) → the number of OpenBLAS threads, after setting it to n
+  // when given. Process-wide: the worker pool sets 1 while it runs, so that
+  // N workers do not each start OpenBLAS's own threads.
+  Napi::Value BlasThreads(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() > 1) throwType(env, "blasThreads(n?) takes at most one argument");
+    if (info.Length() == 1) {
+      if (!info[0].IsNumber()) throwType(env, "blasThreads(n): n must be a number");
+      const double n = info[0].As<Napi::Number>().DoubleValue();
+      if (!(n >= 1 && n <= 1024) || n != std::floor(n)) throwRange(env, "blasThreads(n): n must be an integer in [1, 1024]");
+      openblas_set_num_threads(static_cast<int>(n));
+    }
+    return Napi::Number::New(env, openblas_get_num_threads());
+  }
+
+  // adagradStep(params, history, grads[], ranges, lambdas, scale, lr, eps) → finite?
+  // ranges holds [start, end) pairs into params; lambdas one L2 weight per pair.
+  Napi::Value AdaGradStep(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 8) throwType(env, "adagradStep(params, history, grads, ranges, lambdas, scale, lr, eps) takes 8 arguments");
+    auto float32 = [&](const Napi::Value& v, const std::string& name) {
+      Napi::TypedArray a = typedArrayArg(v, name);
+      if (a.TypedArrayType() != napi_float32_array) throwType(env, name + " must be a Float32Array");
+      return spanOf<float>(a);
+    };
+    Span<float> params = float32(info[0], "params");
+    Span<float> history = float32(info[1], "history");
+    if (history.length != params.length) throwRange(env, "history must have as many values as params");
+    if (!info[2].IsArray()) throwType(env, "grads must be an array of Float32Arrays");
+    Napi::Array gradsArray = info[2].As<Napi::Array>();
+    std::vector<float*> grads;
+    std::vector<Span<float>> gradSpans;
+    for (uint32_t s = 0; s < gradsArray.Length(); s++) {
+      Span<float> g = float32(gradsArray.Get(s), "grads[" + std::to_string(s) + "]");
+      if (g.length != params.length) throwRange(env, "grads[" + std::to_string(s) + "] must have as many values as params");
+      grads.push_back(g.data);
+      gradSpans.push_back(g);
+    }
+    if (grads.empty()) throwRange(env, "grads must hold at least one gradient");
+    auto ranges = int32Arg(info[3], "ranges");
+    Span<float> lambdas = float32(info[4], "lambdas");
+    if (ranges.length % 2 != 0 || lambdas.length != ranges.length / 2) throwRange(env, "ranges must hold [start, end) pairs, one lambda each");
+    std::vector<rntn::AdaGradRange> rs(lambdas.length);
+    for (size_t r = 0; r < rs.size(); r++) {
+      const int32_t a = ranges.data[2 * r], b = ranges.data[2 * r + 1];
+      if (a < 0 || b < a || static_cast<size_t>(b) > params.length) {
+        throwRange(env, "range " + std::to_string(r) + " [" + std::to_string(a) + ", " + std::to_string(b) + ") is not inside params");
+      }
+      rs[r] = {static_cast<size_t>(a), static_cast<size_t>(b), lambdas.data[r]};
+    }
+    double scalars[3];
+    for (int i = 0; i < 3; i++) {
+      if (!info[5 + i].IsNumber()) throwType(env, "scale, lr and eps must be numbers");
+      scalars[i] = info[5 + i].As<Napi::Number>().DoubleValue();
+    }
+    // Every buffer is written: none may alias another.
+    std::vector<Span<float>> all = gradSpans;
+    all.push_back(params);
+    all.push_back(history);
+    for (size_t i = 0; i < all.size(); i++)
+      for (size_t j = i + 1; j < all.size(); j++)
+        if (overlaps(all[i].data, all[i].length * 4, all[j].data, all[j].length * 4)) throwRange(env, "params, history and grads must not share memory");
+    const bool finite = rntn::adagradStep(params.data, history.data, grads.data(), static_cast<int>(grads.size()), rs.data(),
+                                          static_cast<int>(rs.size()), static_cast<float>(scalars[0]), static_cast<float>(scalars[1]),
+                                          static_cast<float>(scalars[2]));
+    return Napi::Boolean::New(env, finite);
   }
 
   // {float32, float64}: worst relative error of GEMM against exact sums.

@@ -28,4 +28,5 @@ extern "C" {
 char* openblas_get_corename(void);
 char* openblas_get_config(void);
 int openblas_get_num_threads(void);
+void openblas_set_num_threads(int);
 }

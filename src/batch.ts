@@ -2,19 +2,25 @@ import type { Schedule } from './native';
 import type { TreeNode } from './tree';
 import type { Vocabulary } from './vocab';
 
-/** A minibatch compiled for the native core, plus what callers need to map results back to trees. */
-export interface CompiledBatch extends Schedule {
+/** A schedule plus what the trainer needs from it. */
+export interface CompiledSchedule extends Schedule {
   /** Schedule index of each tree's root, in the order the trees were given. */
   roots: Int32Array;
-  /** The tree node behind each schedule index (for writing predictions back). */
-  nodes: TreeNode[];
   /** Distinct word ids of the leaves, ascending: the rows of L this batch touches. */
   words: Int32Array;
+}
+
+/** A minibatch compiled for the native core, plus what callers need to map results back to trees. */
+export interface CompiledBatch extends CompiledSchedule {
+  /** The tree node behind each schedule index (for writing predictions back). */
+  nodes: TreeNode[];
 }
 
 export interface CompileOptions {
   /** Send gold labels to the native core (default). Without them no node has a loss. */
   labels?: boolean;
+  /** Allocate the table in SharedArrayBuffers, so worker threads can read it without a copy. */
+  shared?: boolean;
 }
 
 /**
@@ -24,6 +30,193 @@ export interface CompileOptions {
  */
 export const TREES_PER_CALL = 512;
 
+/** The typed arrays of a {@link TreeTable}; what is sent to worker threads. */
+export interface TreeTableData {
+  /** Node offset of each tree (length trees + 1); a tree's nodes are in post-order, root last. */
+  treeStart: Int32Array;
+  /** Per node: height (leaves 0), children as table indices (−1 for leaves), word id (−1 for internal nodes), label. */
+  height: Int32Array;
+  left: Int32Array;
+  right: Int32Array;
+  word: Int32Array;
+  label: Int32Array;
+}
+
+/**
+ * A treebank flattened once into typed arrays, so that any subset of its
+ * trees compiles into a schedule with a few passes over integers — per
+ * minibatch, in whichever thread runs it — instead of walking tree objects.
+ */
+export class TreeTable implements TreeTableData {
+  readonly treeStart: Int32Array;
+  readonly height: Int32Array;
+  readonly left: Int32Array;
+  readonly right: Int32Array;
+  readonly word: Int32Array;
+  readonly label: Int32Array;
+
+  constructor(data: TreeTableData) {
+    ({ treeStart: this.treeStart, height: this.height, left: this.left, right: this.right, word: this.word, label: this.label } = data);
+  }
+
+  get trees(): number {
+    return this.treeStart.length - 1;
+  }
+
+  /** The plain arrays, for `postMessage` (shared memory stays shared). */
+  get data(): TreeTableData {
+    return { treeStart: this.treeStart, height: this.height, left: this.left, right: this.right, word: this.word, label: this.label };
+  }
+
+  /**
+   * Flattens `trees`. `visit`, when given, receives every node with its table
+   * index (how compileBatch maps schedule slots back to tree objects).
+   */
+  static fromTrees(trees: readonly TreeNode[], vocab: Vocabulary, options: CompileOptions = {}, visit?: (node: TreeNode, index: number) => void): TreeTable {
+    const withLabels = options.labels ?? true;
+    let total = 0;
+    const counts: number[] = [];
+    for (const tree of trees) {
+      const n = countNodes(tree);
+      counts.push(n);
+      total += n;
+    }
+    const alloc = (n: number) => (options.shared ? new Int32Array(new SharedArrayBuffer(4 * n)) : new Int32Array(n));
+    const table = new TreeTable({
+      treeStart: alloc(trees.length + 1),
+      height: alloc(total),
+      left: alloc(total),
+      right: alloc(total),
+      word: alloc(total),
+      label: alloc(total),
+    });
+    const { treeStart, height, left, right, word, label } = table;
+    let at = 0;
+    // Iterative post-order, so that trees thousands of levels deep cannot overflow the stack.
+    const stack: { node: TreeNode; expanded: boolean }[] = [];
+    const done: number[] = [];
+    trees.forEach((tree, t) => {
+      treeStart[t] = at;
+      stack.push({ node: tree, expanded: false });
+      while (stack.length > 0) {
+        const top = stack[stack.length - 1];
+        const node = top.node;
+        if ('left' in node && !top.expanded) {
+          top.expanded = true;
+          stack.push({ node: node.right, expanded: false }, { node: node.left, expanded: false });
+          continue;
+        }
+        stack.pop();
+        const i = at++;
+        label[i] = withLabels ? node.label : -1;
+        if ('left' in node) {
+          right[i] = done.pop()!;
+          left[i] = done.pop()!;
+          word[i] = -1;
+          height[i] = Math.max(height[left[i]], height[right[i]]) + 1;
+        } else {
+          left[i] = right[i] = -1;
+          word[i] = vocab.id(node.word);
+          height[i] = 0;
+        }
+        visit?.(node, i);
+        done.push(i);
+      }
+      done.pop();
+    });
+    treeStart[trees.length] = at;
+    return table;
+  }
+
+  /**
+   * The schedule of the trees `ids` (indices into the table), in that order.
+   *
+   * Nodes are grouped by height across the whole minibatch (leaves are height
+   * 0, a parent is one more than its taller child), so every level is one
+   * batch of independent nodes: the native side computes a level with one
+   * GEMM instead of one small product per node. Within a level, nodes keep
+   * the order of their trees, which makes the schedule (and so the summation
+   * order of gradients) a function of the trees alone. `source`, when given,
+   * receives the table index behind each schedule slot.
+   */
+  compile(ids: ArrayLike<number>, source?: Int32Array): CompiledSchedule {
+    const { treeStart, height } = this;
+    let n = 0;
+    let levels = 1;
+    let widest = 0;
+    for (let j = 0; j < ids.length; j++) {
+      const t = ids[j];
+      if (!(t >= 0 && t < this.trees)) throw new RangeError(`tree index ${t} is outside the table (${this.trees} trees)`);
+      const size = treeStart[t + 1] - treeStart[t];
+      n += size;
+      widest = Math.max(widest, size);
+      levels = Math.max(levels, height[treeStart[t + 1] - 1] + 1); // the root is the tallest node
+    }
+    const levelStart = new Int32Array(levels + 1);
+    for (let j = 0; j < ids.length; j++) {
+      const t = ids[j];
+      for (let i = treeStart[t]; i < treeStart[t + 1]; i++) levelStart[height[i] + 1]++;
+    }
+    for (let h = 0; h < levels; h++) levelStart[h + 1] += levelStart[h];
+    const cursor = levelStart.slice(0, levels);
+    const left = new Int32Array(n);
+    const right = new Int32Array(n);
+    const word = new Int32Array(n);
+    const label = new Int32Array(n);
+    const roots = new Int32Array(ids.length);
+    const slot = new Int32Array(widest); // schedule index of each node of the tree in progress
+    const leafWords: number[] = [];
+    for (let j = 0; j < ids.length; j++) {
+      const t = ids[j];
+      const base = treeStart[t];
+      for (let i = base; i < treeStart[t + 1]; i++) {
+        const k = cursor[height[i]]++;
+        slot[i - base] = k;
+        label[k] = this.label[i];
+        word[k] = this.word[i];
+        if (this.left[i] < 0) {
+          left[k] = right[k] = -1;
+          leafWords.push(this.word[i]);
+        } else {
+          left[k] = slot[this.left[i] - base];
+          right[k] = slot[this.right[i] - base];
+        }
+        if (source) source[k] = i;
+      }
+      roots[j] = slot[treeStart[t + 1] - 1 - base];
+    }
+    return { left, right, word, label, levelStart, roots, words: distinctSorted(leafWords) };
+  }
+}
+
+function countNodes(tree: TreeNode): number {
+  let n = 0;
+  const stack = [tree];
+  while (stack.length > 0) {
+    const node = stack.pop()!;
+    n++;
+    if ('left' in node) stack.push(node.left, node.right);
+  }
+  return n;
+}
+
+/** The distinct values, ascending. */
+export function distinctSorted(values: ArrayLike<number>): Int32Array {
+  const sorted = Int32Array.from(values).sort();
+  let m = 0;
+  for (let i = 0; i < sorted.length; i++) if (i === 0 || sorted[i] !== sorted[i - 1]) sorted[m++] = sorted[i];
+  return sorted.slice(0, m);
+}
+
+/** Compiles trees given as objects into one schedule (see {@link TreeTable.compile}). */
+export function compileBatch(trees: readonly TreeNode[], vocab: Vocabulary, options: CompileOptions = {}): CompiledBatch {
+  const byIndex: TreeNode[] = [];
+  const table = TreeTable.fromTrees(trees, vocab, options, (node, i) => (byIndex[i] = node));
+  const source = new Int32Array(byIndex.length);
+  const schedule = table.compile(Array.from(trees.keys()), source);
+  return { ...schedule, nodes: Array.from(source, (i) => byIndex[i]) };
+}
+
 /** `trees` compiled in consecutive chunks of at most `size` trees. */
 export function* compileChunks(
   trees: readonly TreeNode[],
@@ -32,89 +225,4 @@ export function* compileChunks(
   size = TREES_PER_CALL,
 ): Generator<CompiledBatch> {
   for (let i = 0; i < trees.length; i += size) yield compileBatch(trees.slice(i, i + size), vocab, options);
-}
-
-/**
- * Turns trees into the flat schedule the native core runs in one call.
- *
- * Nodes are grouped by height across the whole minibatch (leaves are height 0,
- * a parent is one more than its taller child), so every level is one batch of
- * independent nodes: the native side computes a level with one GEMM instead of
- * one small product per node. Within a level, nodes keep the order of their
- * trees, which makes the schedule (and so the summation order of gradients) a
- * function of the trees alone.
- */
-export function compileBatch(trees: readonly TreeNode[], vocab: Vocabulary, options: CompileOptions = {}): CompiledBatch {
-  const withLabels = options.labels ?? true;
-  // First pass: every node in post-order (children before parents), with its
-  // height and its rank within that height.
-  const entryNode: TreeNode[] = [];
-  const entryHeight: number[] = [];
-  const entryRank: number[] = [];
-  const entryLeft: number[] = []; // entry index of the children, -1 for leaves
-  const entryRight: number[] = [];
-  const perHeight: number[] = [];
-  const rootEntry: number[] = [];
-  // Iterative post-order, so that trees thousands of levels deep cannot overflow the stack.
-  const stack: { node: TreeNode; expanded: boolean }[] = [];
-  const done: number[] = []; // entry indices of finished subtrees, children before parents
-  for (const tree of trees) {
-    stack.push({ node: tree, expanded: false });
-    while (stack.length > 0) {
-      const top = stack[stack.length - 1];
-      const node = top.node;
-      let left = -1;
-      let right = -1;
-      let height = 0;
-      if ('left' in node) {
-        if (!top.expanded) {
-          top.expanded = true;
-          stack.push({ node: node.right, expanded: false }, { node: node.left, expanded: false });
-          continue;
-        }
-        right = done.pop()!;
-        left = done.pop()!;
-        height = Math.max(entryHeight[left], entryHeight[right]) + 1;
-      }
-      stack.pop();
-      if (perHeight.length <= height) perHeight.push(0);
-      const entry = entryNode.length;
-      entryNode.push(node);
-      entryHeight.push(height);
-      entryRank.push(perHeight[height]++);
-      entryLeft.push(left);
-      entryRight.push(right);
-      done.push(entry);
-    }
-    rootEntry.push(done.pop()!);
-  }
-
-  const n = entryNode.length;
-  const levelStart = new Int32Array(Math.max(perHeight.length, 1) + 1);
-  for (let h = 0; h < perHeight.length; h++) levelStart[h + 1] = levelStart[h] + perHeight[h];
-  const indexOf = (entry: number) => levelStart[entryHeight[entry]] + entryRank[entry];
-
-  const left = new Int32Array(n);
-  const right = new Int32Array(n);
-  const word = new Int32Array(n);
-  const label = new Int32Array(n);
-  const nodes = new Array<TreeNode>(n);
-  const touched = new Set<number>();
-  for (let e = 0; e < n; e++) {
-    const i = indexOf(e);
-    const node = entryNode[e];
-    nodes[i] = node;
-    label[i] = withLabels ? node.label : -1;
-    if ('word' in node) {
-      left[i] = right[i] = -1;
-      word[i] = vocab.id(node.word);
-      touched.add(word[i]);
-    } else {
-      left[i] = indexOf(entryLeft[e]);
-      right[i] = indexOf(entryRight[e]);
-      word[i] = -1;
-    }
-  }
-  const words = Int32Array.from(touched).sort();
-  return { left, right, word, label, levelStart, roots: Int32Array.from(rootEntry, indexOf), nodes, words };
 }

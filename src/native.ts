@@ -42,6 +42,8 @@ export interface NativeWorkspace {
 interface Addon {
   Workspace: new () => NativeWorkspace;
   blasInfo(): { corename: string; config: string; threads: number };
+  blasThreads(n?: number): number;
+  adagradStep(params: Float32Array, history: Float32Array, grads: Float32Array[], ranges: Int32Array, lambdas: Float32Array, scale: number, lr: number, eps: number): boolean;
   gemmSelfTest(): { float32: number; float64: number };
   sgemmRate(n: number, repetitions: number): number;
   tanhMaxRelativeError(): number;

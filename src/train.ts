@@ -12,11 +12,13 @@
  * words' vectors between their occurrences). DESIGN.md: (λ/2)‖θ‖² adds λθ.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
-import { compileBatch } from './batch';
+import { distinctSorted, TreeTable } from './batch';
 import { evaluate, type Metrics } from './evaluate';
 import { Model, type LeafActivation } from './model';
-import { createWorkspace, nativeDims } from './native';
+import { native, nativeDims } from './native';
+import { TrainingPool } from './pool';
 import { Random } from './random';
 import { decodeSafetensors, encodeSafetensors, writeFileAtomic } from './safetensors';
 import type { TreeNode } from './tree';
@@ -52,6 +54,15 @@ export interface TrainOptions {
   /** Write a checkpoint here every `checkpointEvery` epochs (and on interruption). */
   checkpointDir?: string;
   checkpointEvery: number;
+  /** Worker threads computing shards (default: the available cores). Does not change the result. */
+  threads: number;
+  /**
+   * Shards per minibatch, each a separately summed gradient. Fixes the
+   * arithmetic (the result is the same for any thread count), and caps the
+   * threads that can help: more shards scale further but make each shard's
+   * GEMMs narrower.
+   */
+  shards: number;
 }
 
 export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
@@ -67,6 +78,8 @@ export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
   seed: 1,
   evalEvery: 1,
   checkpointEvery: 1,
+  threads: os.availableParallelism(),
+  shards: 4,
 };
 
 /** One line of the training log (JSON Lines), written after every epoch. */
@@ -130,19 +143,15 @@ export class AdaGrad {
   }
 
   /**
-   * One step on [start, end): g = scale·grad + λ·θ, then the update; the
-   * gradient range is zeroed for the next batch.
+   * One step over the index ranges `ranges` ([start, end) pairs, with one L2
+   * weight each in `lambdas`): g = scale·Σ_s grads[s] + λ·θ, shards summed in
+   * order so the result does not depend on who computed them; then the
+   * update, and the gradient ranges are zeroed for the next batch. Returns
+   * false when a gradient value was not finite (the step is then garbage:
+   * the caller must stop). Runs in native code (native/adagrad.h).
    */
-  step(params: Float32Array, grad: Float32Array, start: number, end: number, scale: number, lambda: number): void {
-    const h = this.history;
-    const lr = this.learningRate;
-    const eps = this.epsilon;
-    for (let i = start; i < end; i++) {
-      const g = scale * grad[i] + lambda * params[i];
-      h[i] += g * g;
-      params[i] -= (lr * g) / (Math.sqrt(h[i]) + eps);
-      grad[i] = 0;
-    }
+  step(params: Float32Array, grads: Float32Array[], ranges: Int32Array, lambdas: Float32Array, scale: number): boolean {
+    return native().adagradStep(params, this.history, grads, ranges, lambdas, scale, this.learningRate, this.epsilon);
   }
 
   reset(): void {
@@ -188,7 +197,14 @@ export async function train(
     best = restored.best;
     state = restored.state;
     // The run's settings come from the checkpoint; only the stopping rules may change.
-    options = { ...restored.options, epochs: options.epochs, maxMinutes: options.maxMinutes, patience: options.patience, checkpointDir: options.checkpointDir ?? restored.options.checkpointDir };
+    options = {
+      ...restored.options,
+      epochs: options.epochs,
+      maxMinutes: options.maxMinutes,
+      patience: options.patience,
+      threads: options.threads,
+      checkpointDir: options.checkpointDir ?? restored.options.checkpointDir,
+    };
   } else {
     const vocab = Vocabulary.fromTrees(trainTrees);
     model = Model.create(vocab, { dim: options.dim, classes: options.classes, leaf: options.leaf, seed: options.seed });
@@ -206,12 +222,17 @@ export async function train(
   }
   const adagrad = new AdaGrad(model.params.length, options.learningRate, options.adagradEpsilon);
   if (history) adagrad.history.set(history);
+  if (!Number.isInteger(options.shards) || options.shards < 1) throw new RangeError(`shards must be a positive integer, got ${options.shards}`);
 
+  // Parameters and per-shard gradients in shared memory, for the workers to use in place.
+  const shared = (n: number) => new Float32Array(new SharedArrayBuffer(4 * n));
+  const sharedParams = shared(model.params.length);
+  sharedParams.set(model.params);
+  model = new Model(model.config, model.vocab, sharedParams);
   const { layout } = model;
   const params = model.params;
-  const grad = new Float32Array(params.length);
-  const dims = nativeDims(model);
-  const workspace = createWorkspace();
+  const grads = Array.from({ length: options.shards }, () => shared(params.length));
+  const table = TreeTable.fromTrees(trainTrees, model.vocab, { shared: true });
   const d = model.config.dim;
   const lambdaOf = { V: options.lambda.V, W: options.lambda.W, b: 0, Ws: options.lambda.Ws, bs: 0 } as const;
   const denseGroups = (['V', 'W', 'b', 'Ws', 'bs'] as const).map((name) => ({
@@ -230,111 +251,127 @@ export async function train(
     writeCheckpoint(lastCheckpoint, model, adagrad.history, best, options, state);
   };
 
-  training: while (state.epoch < options.epochs) {
-    if (state.batch === 0 && options.adagradResetEpochs > 0 && state.epoch > 0 && state.epoch % options.adagradResetEpochs === 0) {
-      adagrad.reset();
-    }
-    const rng = new Random(Uint32Array.from(state.epochRng));
-    const order = rng.shuffle(Array.from(trainTrees.keys()));
-    const batches = Math.ceil(order.length / options.batchSize);
-    let epochLoss = 0;
-    let epochNodes = 0;
-    let epochSentences = 0;
-    let epochSeconds = 0;
-    for (; state.batch < batches; state.batch++) {
-      const started = process.hrtime.bigint();
-      const members = order.slice(state.batch * options.batchSize, (state.batch + 1) * options.batchSize).map((i) => trainTrees[i]);
-      const batch = compileBatch(members, model.vocab);
-      const loss = workspace.forwardBackward(params, grad, dims, batch);
-      const scale = 1 / members.length;
-      if (!Number.isFinite(loss) || !gradientIsFinite(grad, denseGroups, batch.words, layout.offsets.L, d)) {
-        throw new NonFiniteError(
-          `the ${Number.isFinite(loss) ? 'gradient' : 'loss'} became non-finite in epoch ${state.epoch + 1}, batch ${state.batch + 1} of ${batches}` +
-            (lastCheckpoint ? `; the last good checkpoint is ${lastCheckpoint}` : '') +
-            ' (a smaller --lr usually helps)',
-        );
+  const pool = new TrainingPool({ threads: options.threads, params, grads, table: table.data, dims: nativeDims(model) });
+  try {
+    training: while (state.epoch < options.epochs) {
+      if (state.batch === 0 && options.adagradResetEpochs > 0 && state.epoch > 0 && state.epoch % options.adagradResetEpochs === 0) {
+        adagrad.reset();
       }
-      for (const g of denseGroups) adagrad.step(params, grad, g.start, g.end, scale, g.lambda);
-      for (const w of batch.words) {
-        const row = layout.offsets.L + w * d;
-        adagrad.step(params, grad, row, row + d, scale, options.lambda.L);
+      const rng = new Random(Uint32Array.from(state.epochRng));
+      const order = rng.shuffle(Array.from(trainTrees.keys()));
+      const batches = Math.ceil(order.length / options.batchSize);
+      let epochLoss = 0;
+      let epochNodes = 0;
+      let epochSentences = 0;
+      let epochSeconds = 0;
+      for (; state.batch < batches; state.batch++) {
+        const started = process.hrtime.bigint();
+        const members = Int32Array.from(order.slice(state.batch * options.batchSize, (state.batch + 1) * options.batchSize));
+        const results = await pool.run(splitIntoShards(members, options.shards));
+        let loss = 0;
+        let nodes = 0;
+        for (const r of results) {
+          loss += r.loss;
+          nodes += r.nodes;
+        }
+        const diverged = (what: string) =>
+          new NonFiniteError(
+            `the ${what} became non-finite in epoch ${state.epoch + 1}, batch ${state.batch + 1} of ${batches}` +
+              (lastCheckpoint ? `; the last good checkpoint is ${lastCheckpoint}` : '') +
+              ' (a smaller --lr usually helps)',
+          );
+        if (!Number.isFinite(loss)) throw diverged('loss');
+        // The dense groups, then only the rows of L some shard touched.
+        const rows = distinctSorted(results.flatMap((r) => Array.from(r.words)));
+        const ranges = new Int32Array(2 * (denseGroups.length + rows.length));
+        const lambdas = new Float32Array(denseGroups.length + rows.length);
+        denseGroups.forEach((g, i) => {
+          ranges[2 * i] = g.start;
+          ranges[2 * i + 1] = g.end;
+          lambdas[i] = g.lambda;
+        });
+        rows.forEach((w, j) => {
+          const i = denseGroups.length + j;
+          ranges[2 * i] = layout.offsets.L + w * d;
+          ranges[2 * i + 1] = layout.offsets.L + (w + 1) * d;
+          lambdas[i] = options.lambda.L;
+        });
+        if (!adagrad.step(params, grads, ranges, lambdas, 1 / members.length)) throw diverged('gradient');
+        epochLoss += loss;
+        epochNodes += nodes;
+        epochSentences += members.length;
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        epochSeconds += seconds;
+        state.seconds += seconds;
+        hooks.onProgress?.({
+          epoch: state.epoch + 1,
+          batch: state.batch + 1,
+          batches,
+          loss: epochLoss / epochNodes,
+          sentencesPerSecond: epochSentences / epochSeconds,
+          seconds: state.seconds,
+        });
+        if (options.maxMinutes !== undefined && state.seconds >= options.maxMinutes * 60) {
+          state.batch++;
+          stoppedBy = 'time';
+          break training;
+        }
+        if (hooks.signal?.aborted) {
+          state.batch++;
+          stoppedBy = 'interrupted';
+          break training;
+        }
+        // Let signal handlers and timers run between batches.
+        await new Promise<void>((resolve) => setImmediate(resolve));
       }
-      epochLoss += loss;
-      epochNodes += batch.left.length;
-      epochSentences += members.length;
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      epochSeconds += seconds;
-      state.seconds += seconds;
-      hooks.onProgress?.({
-        epoch: state.epoch + 1,
-        batch: state.batch + 1,
-        batches,
+
+      state.epoch++;
+      state.batch = 0;
+      state.epochRng = [...rng.state];
+      const record: EpochRecord = {
+        epoch: state.epoch,
         loss: epochLoss / epochNodes,
         sentencesPerSecond: epochSentences / epochSeconds,
         seconds: state.seconds,
-      });
-      if (options.maxMinutes !== undefined && state.seconds >= options.maxMinutes * 60) {
-        state.batch++;
-        stoppedBy = 'time';
-        break training;
+      };
+      if (devTrees && devTrees.length > 0 && state.epoch % options.evalEvery === 0) {
+        const dev = evaluate(model, devTrees);
+        record.dev = { loss: dev.loss, rootFine: dev.rootFine, allFine: dev.allFine, rootBinary: dev.rootBinary, allBinary: dev.allBinary };
+        record.best = dev.rootFine > state.bestScore;
+        if (record.best) {
+          state.bestScore = dev.rootFine;
+          state.bestEpoch = state.epoch;
+          state.evalsWithoutImprovement = 0;
+          best = Float32Array.from(params);
+        } else {
+          state.evalsWithoutImprovement++;
+        }
       }
-      if (hooks.signal?.aborted) {
-        state.batch++;
-        stoppedBy = 'interrupted';
-        break training;
+      state.records.push(record);
+      hooks.onEpoch?.(record);
+      if (state.epoch - lastCheckpointEpoch >= options.checkpointEvery) {
+        checkpoint();
+        lastCheckpointEpoch = state.epoch;
       }
-      // Let signal handlers and timers run between batches.
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
-
-    state.epoch++;
-    state.batch = 0;
-    state.epochRng = [...rng.state];
-    const record: EpochRecord = {
-      epoch: state.epoch,
-      loss: epochLoss / epochNodes,
-      sentencesPerSecond: epochSentences / epochSeconds,
-      seconds: state.seconds,
-    };
-    if (devTrees && devTrees.length > 0 && state.epoch % options.evalEvery === 0) {
-      const dev = evaluate(model, devTrees);
-      record.dev = { loss: dev.loss, rootFine: dev.rootFine, allFine: dev.allFine, rootBinary: dev.rootBinary, allBinary: dev.allBinary };
-      record.best = dev.rootFine > state.bestScore;
-      if (record.best) {
-        state.bestScore = dev.rootFine;
-        state.bestEpoch = state.epoch;
-        state.evalsWithoutImprovement = 0;
-        best = Float32Array.from(params);
-      } else {
-        state.evalsWithoutImprovement++;
+      if (options.patience !== undefined && state.evalsWithoutImprovement >= options.patience) {
+        stoppedBy = 'patience';
+        break;
       }
     }
-    state.records.push(record);
-    hooks.onEpoch?.(record);
-    if (state.epoch - lastCheckpointEpoch >= options.checkpointEvery) {
-      checkpoint();
-      lastCheckpointEpoch = state.epoch;
-    }
-    if (options.patience !== undefined && state.evalsWithoutImprovement >= options.patience) {
-      stoppedBy = 'patience';
-      break;
-    }
+    if (stoppedBy !== 'epochs' && stoppedBy !== 'patience') checkpoint();
+    else if (state.epoch !== lastCheckpointEpoch) checkpoint();
+  } finally {
+    await pool.close();
   }
-  if (stoppedBy !== 'epochs' && stoppedBy !== 'patience') checkpoint();
-  else if (state.epoch !== lastCheckpointEpoch) checkpoint();
 
   const result = new Model(model.config, model.vocab, best ? Float32Array.from(best) : Float32Array.from(params));
   const bestDev = devTrees && devTrees.length > 0 ? evaluate(result, devTrees) : undefined;
   return { model: result, epochs: state.epoch, stoppedBy, bestDev, records: state.records };
 }
 
-/** Whether every gradient value the update will read is finite (dense groups and the batch's rows of L). */
-function gradientIsFinite(grad: Float32Array, dense: { start: number; end: number }[], words: Int32Array, lOffset: number, d: number): boolean {
-  // A sum is NaN or ±Infinity when any term is; one pass, no branches per value.
-  let sum = 0;
-  for (const g of dense) for (let i = g.start; i < g.end; i++) sum += grad[i] * 0;
-  for (const w of words) for (let i = lOffset + w * d, end = i + d; i < end; i++) sum += grad[i] * 0;
-  return sum === 0;
+/** Contiguous, near-equal shards of a minibatch, in order (empty ones when there are more shards than trees). */
+export function splitIntoShards(trees: Int32Array, shards: number): Int32Array[] {
+  return Array.from({ length: shards }, (_, s) => trees.subarray(Math.floor((s * trees.length) / shards), Math.floor(((s + 1) * trees.length) / shards)));
 }
 
 function writeCheckpoint(
