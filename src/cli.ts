@@ -156,6 +156,8 @@ export function buildProgram(): Command {
     .option('--checkpoint-every <n>', 'epochs between checkpoints', positiveInt, d.checkpointEvery)
     .option('--resume <checkpoint>', 'continue from a checkpoint (its settings win, except the stopping rules)')
     .option('--log <file>', 'append one JSON object per epoch to this file')
+    .option('--threads <n>', 'worker threads (default: available cores); the result does not depend on it', positiveInt, d.threads)
+    .option('--shards <n>', 'gradient shards per minibatch: fixes the arithmetic, caps useful threads', positiveInt, d.shards)
     .action(
       action('train', async (opts: TrainFlags) => {
         let trainTrees: TreeNode[];
@@ -185,6 +187,8 @@ export function buildProgram(): Command {
           patience: opts.patience,
           checkpointDir: opts.checkpointDir,
           checkpointEvery: opts.checkpointEvery,
+          threads: opts.threads,
+          shards: opts.shards,
         };
         process.stderr.write(`${describeBlas()}\n`);
         const report = progressReporter(opts.epochs);
@@ -298,6 +302,8 @@ interface TrainFlags {
   checkpointEvery: number;
   resume?: string;
   log?: string;
+  threads: number;
+  shards: number;
 }
 
 /**

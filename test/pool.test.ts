@@ -1,0 +1,68 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { encodeModel } from '../src/model-file';
+import { syntheticSplits } from '../src/synthetic';
+import { DEFAULT_TRAIN_OPTIONS, splitIntoShards, train, type TrainOptions } from '../src/train';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rntn-pool-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+const data = syntheticSplits(4);
+const options: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS, dim: 6, batchSize: 13, epochs: 3, seed: 2, shards: 4 };
+
+describe('multi-threaded training', () => {
+  it('gives byte-identical models for 1, 2 and 3 threads', async () => {
+    const files = [];
+    for (const threads of [1, 2, 3]) {
+      const result = await train(data.train.slice(0, 200), data.dev.slice(0, 50), { ...options, threads });
+      files.push(encodeModel(result.model));
+    }
+    expect(files[1].equals(files[0])).toBe(true);
+    expect(files[2].equals(files[0])).toBe(true);
+  });
+
+  it('the shard count, not the thread count, fixes the arithmetic', async () => {
+    const a = await train(data.train.slice(0, 200), undefined, { ...options, threads: 1, shards: 1 });
+    const b = await train(data.train.slice(0, 200), undefined, { ...options, threads: 1, shards: 4 });
+    // Same math, different summation order: close, but not the same bytes.
+    expect(encodeModel(a.model).equals(encodeModel(b.model))).toBe(false);
+    let worst = 0;
+    for (let i = 0; i < a.model.params.length; i++) worst = Math.max(worst, Math.abs(a.model.params[i] - b.model.params[i]));
+    expect(worst).toBeLessThan(1e-3);
+  });
+
+  it('splits a batch into contiguous, near-equal shards', () => {
+    const shards = splitIntoShards(Int32Array.from([0, 1, 2, 3, 4, 5, 6]), 3);
+    expect(shards.map((s) => Array.from(s))).toEqual([[0, 1], [2, 3], [4, 5, 6]]);
+    expect(splitIntoShards(Int32Array.from([9]), 3).map((s) => s.length)).toEqual([0, 0, 1]);
+  });
+
+  // Runs a pool with a worker script that fails, in a child process: the run
+  // must reject with the worker's error and the process must then exit by
+  // itself (no thread, timer or handle left behind).
+  for (const [name, body, message] of [
+    ['throws', `throw new Error('worker exploded');`, /worker exploded/],
+    ['dies', `process.exit(7);`, /a training worker exited unexpectedly \(exit code 7\)/],
+  ] as const) {
+    it(`a worker that ${name} fails the run, and the process exits afterwards`, () => {
+      const worker = path.join(tmp, `failing-${name}.js`);
+      fs.writeFileSync(worker, `require('node:worker_threads').parentPort.on('message', () => { ${body} });\n`);
+      const script = `
+        const { TrainingPool } = require(${JSON.stringify(path.resolve(__dirname, '../lib/pool.js'))});
+        const shared = (n) => new Float32Array(new SharedArrayBuffer(4 * n));
+        const pool = new TrainingPool({ threads: 2, params: shared(4), grads: [shared(4), shared(4)], table: {}, dims: {}, workerScript: ${JSON.stringify(worker)} });
+        pool.run([Int32Array.of(0), Int32Array.of(1)]).then(
+          () => { console.log('resolved'); },
+          (e) => { console.log('rejected: ' + e.message); },
+        );`;
+      const started = Date.now();
+      const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 });
+      expect(run.signal, 'the process hung and was killed').toBeNull();
+      expect(run.stdout).toMatch(new RegExp('rejected: ' + message.source));
+      expect(Date.now() - started).toBeLessThan(30_000);
+    });
+  }
+});
