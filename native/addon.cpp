@@ -162,6 +162,7 @@ class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Workspace",
                        {InstanceMethod<&WorkspaceWrap::ForwardBackward>("forwardBackward"),
+                        InstanceMethod<&WorkspaceWrap::ForwardBackwardShards>("forwardBackwardShards"),
                         InstanceMethod<&WorkspaceWrap::Forward>("forward")});
   }
 
@@ -175,6 +176,48 @@ class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
   Napi::Value ForwardBackward(const Napi::CallbackInfo& info) {
     if (info.Length() != 4) throwType(info.Env(), "forwardBackward(params, grad, dims, schedule) takes 4 arguments");
     return Run(info, info[0], info[1], info[2], info[3], Napi::Value());
+  }
+
+  // forwardBackwardShards(params, grads[], dims, schedules[]) → losses[]: schedule i's
+  // gradient is added to grads[i]. The parameters are prepared once for all of
+  // them (a worker's shards of one minibatch share the parameters).
+  Napi::Value ForwardBackwardShards(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 4) throwType(env, "forwardBackwardShards(params, grads, dims, schedules) takes 4 arguments");
+    Napi::TypedArray params = typedArrayArg(info[0], "params");
+    if (params.TypedArrayType() != napi_float32_array) throwType(env, "forwardBackwardShards: params must be a Float32Array");
+    if (!info[1].IsArray() || !info[3].IsArray()) throwType(env, "grads and schedules must be arrays");
+    Napi::Array grads = info[1].As<Napi::Array>(), schedules = info[3].As<Napi::Array>();
+    if (grads.Length() != schedules.Length()) throwRange(env, "grads and schedules must have the same length");
+    const Dims k = dimsArg(info[2]);
+    const size_t want = Layout(k).size;
+    if (params.ElementLength() != want) throwRange(env, "params has " + std::to_string(params.ElementLength()) + " values, dims need " + std::to_string(want));
+    Span<float> p = spanOf<float>(params);
+    // Validate everything before computing anything: a bad shard must not leave others half-added.
+    std::vector<Schedule> ss;
+    std::vector<Span<float>> gs;
+    for (uint32_t i = 0; i < grads.Length(); i++) {
+      const std::string name = "grads[" + std::to_string(i) + "]";
+      Napi::TypedArray g = typedArrayArg(grads.Get(i), name);
+      if (g.TypedArrayType() != napi_float32_array) throwType(env, name + " must be a Float32Array like params");
+      if (g.ElementLength() != want) throwRange(env, name + " has " + std::to_string(g.ElementLength()) + " values, dims need " + std::to_string(want));
+      Span<float> gi = spanOf<float>(g);
+      if (overlaps(p.data, p.length * 4, gi.data, gi.length * 4)) throwRange(env, "params and " + name + " must not share memory");
+      for (const Span<float>& other : gs)
+        if (overlaps(other.data, other.length * 4, gi.data, gi.length * 4)) throwRange(env, name + " shares memory with another gradient");
+      gs.push_back(gi);
+      ss.push_back(scheduleArg(schedules.Get(i), k));
+    }
+    Napi::Array losses = Napi::Array::New(env, ss.size());
+    try {
+      if (!ss.empty()) rntn::prepareParameters<float>(k, p.data, f32_);
+      for (size_t i = 0; i < ss.size(); i++) {
+        losses.Set(static_cast<uint32_t>(i), rntn::forwardBackwardPrepared<float>(k, p.data, gs[i].data, nullptr, ss[i], f32_));
+      }
+    } catch (const std::bad_alloc&) {
+      throw Napi::Error::New(env, "out of memory for the native workspace");
+    }
+    return losses;
   }
 
   // forward(params, dims, schedule, probs?) → loss; writes class probabilities into probs.

@@ -162,12 +162,36 @@ inline void levelTensorError(int d, int B, const T* tz, const T* pd, T* e) {
   }
 }
 
+// [Vsf; W] with Vs[k] = V[k] + V[k]ᵀ into w.VsWt, from the current
+// parameters: once per parameter update, before any schedule runs on them
+// (a worker running several shards of a minibatch builds it once). Stored
+// transposed (column-major (2d²+d) × 2d) so the forward GEMM is a plain NN
+// product: OpenBLAS runs that 3-9× faster than the transposed one on narrow
+// levels (2-14 nodes), which are most levels.
+template <typename T>
+void prepareParameters(const Dims& k, const T* params, Workspace<T>& w) {
+  const int d = k.d, d2 = 2 * k.d, rowsVW = d * d2 + d;
+  const T* VW = params + Layout(k).V;
+  T* VsWt = Workspace<T>::sized(w.VsWt, static_cast<size_t>(rowsVW) * d2);
+  // Column by column, so the writes are contiguous.
+  for (int j = 0; j < d2; j++) {
+    T* col = VsWt + static_cast<size_t>(j) * rowsVW;
+    for (int q = 0; q < d; q++) {
+      const T* Vk = VW + static_cast<size_t>(q) * d2 * d2;
+      for (int i = 0; i < d2; i++) col[q * d2 + i] = Vk[i * d2 + j] + Vk[j * d2 + i];
+    }
+    const T* W = VW + static_cast<size_t>(d2) * d2 * d;  // row-major d × 2d, right after V
+    for (int q = 0; q < d; q++) col[d * d2 + q] = W[q * d2 + j];
+  }
+}
+
 // Forward pass over `s`; returns the summed loss −log y[label] of every
 // labelled node. When `probs` is given it receives the C class probabilities
 // of every node (column n = node n). When `grad` is given, the gradient of
 // that loss (unregularised) is *added* to it, same layout as `params`.
+// prepareParameters(k, params, w) must have run since params last changed.
 template <typename T>
-double forwardBackward(const Dims& k, const T* params, T* grad, T* probs, const Schedule& s, Workspace<T>& w) {
+double forwardBackwardPrepared(const Dims& k, const T* params, T* grad, T* probs, const Schedule& s, Workspace<T>& w) {
   const int d = k.d, d2 = 2 * k.d, C = k.classes, N = s.nodes;
   const int rowsVW = d * d2 + d;  // rows of [Vf; W]: 2d² + d
   const Layout at(k);
@@ -188,20 +212,8 @@ double forwardBackward(const Dims& k, const T* params, T* grad, T* probs, const 
   // The error pass reuses every node's Vs·c, so with a gradient TZ keeps them all.
   const bool keepTZ = grad != nullptr;
   T* TZ = Workspace<T>::sized(w.TZ, static_cast<size_t>(rowsVW) * (keepTZ ? nInternal : widest));
-
-  // [Vsf; W] with Vs[k] = V[k] + V[k]ᵀ, rebuilt per call because V changes
-  // between minibatches. Stored transposed (column-major (2d²+d) × 2d) so the
-  // forward GEMM is a plain NN product: OpenBLAS runs that 3-9× faster than
-  // the transposed one on narrow levels (2-14 nodes), which are most levels.
-  T* VsWt = Workspace<T>::sized(w.VsWt, static_cast<size_t>(rowsVW) * d2);
-  for (int q = 0; q < d; q++) {
-    const T* Vk = VW + static_cast<size_t>(q) * d2 * d2;
-    for (int i = 0; i < d2; i++)
-      for (int j = 0; j < d2; j++) VsWt[(q * d2 + i) + static_cast<size_t>(j) * rowsVW] = Vk[i * d2 + j] + Vk[j * d2 + i];
-  }
+  const T* VsWt = w.VsWt.data();
   const T* W = VW + static_cast<size_t>(d2) * d2 * d;  // row-major d × 2d, right after V
-  for (int q = 0; q < d; q++)
-    for (int j = 0; j < d2; j++) VsWt[(d * d2 + q) + static_cast<size_t>(j) * rowsVW] = W[q * d2 + j];
 
   // Leaves: x = L[word] (or tanh of it).
   for (int n = 0; n < nLeaves; n++) {
@@ -321,6 +333,13 @@ double forwardBackward(const Dims& k, const T* params, T* grad, T* probs, const 
     }
   }
   return loss;
+}
+
+// forwardBackwardPrepared on freshly prepared parameters.
+template <typename T>
+double forwardBackward(const Dims& k, const T* params, T* grad, T* probs, const Schedule& s, Workspace<T>& w) {
+  prepareParameters(k, params, w);
+  return forwardBackwardPrepared(k, params, grad, probs, s, w);
 }
 
 }  // namespace rntn

@@ -35,6 +35,12 @@ export interface Schedule {
 export interface NativeWorkspace {
   /** Adds ∂loss/∂params to `grad` and returns the summed loss of the labelled nodes. */
   forwardBackward<T extends Float32Array | Float64Array>(params: T, grad: T, dims: NativeDims, schedule: Schedule): number;
+  /**
+   * forwardBackward for several schedules on the same parameters (a worker's
+   * shards of one minibatch): schedule i's gradient is added to grads[i];
+   * returns each schedule's loss. The parameters are prepared once.
+   */
+  forwardBackwardShards(params: Float32Array, grads: Float32Array[], dims: NativeDims, schedules: Schedule[]): number[];
   /** Returns the summed loss; writes classes × nodes probabilities into `probs` when given. */
   forward<T extends Float32Array | Float64Array>(params: T, dims: NativeDims, schedule: Schedule, probs?: T): number;
 }
@@ -115,9 +121,15 @@ function load(): Addon {
   if (isMainThread && env.OPENBLAS_NUM_THREADS === undefined && env.OMP_NUM_THREADS === undefined) {
     env.OPENBLAS_NUM_THREADS = '1';
   }
+  // RNTN_ADDON, when set, names the addon binary to load instead of the one
+  // node-gyp-build finds (build/Release, then prebuilds/): `npm run
+  // test:sanitize` points it at the sanitizer build in build-asan/. Worker
+  // threads inherit it with the rest of the environment.
+  const override = env.RNTN_ADDON;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
-  const loaded = nodeGypBuild(packageRoot()) as Addon;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const loaded = (override ? require(path.resolve(override)) : nodeGypBuild(packageRoot())) as Addon;
   const check = loaded.gemmSelfTest();
   if (!(check.float32 <= GEMM_TOLERANCE.float32 && check.float64 <= GEMM_TOLERANCE.float64)) {
     const info = loaded.blasInfo();

@@ -15,11 +15,15 @@ const table = new TreeTable(init.table);
 const workspace = createWorkspace();
 
 parentPort!.on('message', (request: WorkerRequest) => {
-  const results: WorkerReply['results'] = [];
-  for (const task of request.tasks) {
-    const schedule = table.compile(task.trees);
-    const loss = workspace.forwardBackward(init.params, init.grads[task.shard], init.dims, schedule);
-    results.push({ shard: task.shard, loss, nodes: schedule.left.length, words: schedule.words });
-  }
+  const schedules = request.tasks.map((task) => table.compile(task.trees));
+  // One native call for all of this worker's shards: the parameters are prepared once.
+  const grads = request.tasks.map((task) => init.grads[task.shard]);
+  const losses = workspace.forwardBackwardShards(init.params, grads, init.dims, schedules);
+  const results: WorkerReply['results'] = request.tasks.map((task, i) => ({
+    shard: task.shard,
+    loss: losses[i],
+    nodes: schedules[i].left.length,
+    words: schedules[i].words,
+  }));
   parentPort!.postMessage({ batch: request.batch, results } satisfies WorkerReply);
 });

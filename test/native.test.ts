@@ -137,6 +137,22 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
     ['empty levelStart', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), levelStart: new Int32Array(0) }), /at least 2 entries/],
     ['probs of the wrong length', () => ws.forward(model.params, dims, schedule(), new Float32Array(3)), /probs has 3 values/],
     ['sgemmRate with a bad size', () => native().sgemmRate(-1, 1), /n must be an integer/],
+    ['blasThreads with a bad count', () => native().blasThreads(0), /n must be an integer in \[1, 1024\]/],
+    ['shards: grads and schedules of different lengths', () => ws.forwardBackwardShards(model.params, [grad()], dims, []), /same length/],
+    ['shards: a float64 gradient', () => ws.forwardBackwardShards(model.params, [new Float64Array(model.params.length) as any], dims, [schedule()]), /grads\[0\] must be a Float32Array/],
+    ['shards: two shards sharing a gradient buffer', () => {
+      const g = grad();
+      return ws.forwardBackwardShards(model.params, [g, g], dims, [schedule(), schedule()]);
+    }, /shares memory with another gradient/],
+    ['shards: a bad schedule among good ones', () => {
+      const bad = schedule();
+      bad.word[0] = 99;
+      return ws.forwardBackwardShards(model.params, [grad(), grad()], dims, [schedule(), bad]);
+    }, /word id 99/],
+    ['adagradStep: ranges of odd length', () => native().adagradStep(model.params.slice(), new Float32Array(model.params.length), [grad()], Int32Array.of(0), new Float32Array(0), 1, 0.1, 1e-3), /\[start, end\) pairs/],
+    ['adagradStep: a range past the end', () => native().adagradStep(model.params.slice(), new Float32Array(model.params.length), [grad()], Int32Array.of(5, model.params.length + 1), Float32Array.of(0), 1, 0.1, 1e-3), /not inside params/],
+    ['adagradStep: history of the wrong length', () => native().adagradStep(model.params.slice(), new Float32Array(3), [grad()], Int32Array.of(0, 1), Float32Array.of(0), 1, 0.1, 1e-3), /history must have as many values/],
+    ['adagradStep: no gradients', () => native().adagradStep(model.params.slice(), new Float32Array(model.params.length), [], Int32Array.of(0, 1), Float32Array.of(0), 1, 0.1, 1e-3), /at least one gradient/],
   ];
   for (const [name, call, message] of cases) {
     it(name, () => {
@@ -154,6 +170,24 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
     const shared = new Float32Array(new SharedArrayBuffer(model.params.byteLength));
     shared.set(model.params);
     expect(ws.forward(shared, dims, schedule())).toBeCloseTo(ws.forward(model.params, dims, schedule()), 6);
+  });
+
+  it('a bad shard leaves every gradient untouched', () => {
+    const good = grad();
+    const bad = schedule();
+    bad.left[bad.left.length - 1] = bad.left.length - 1;
+    expect(() => ws.forwardBackwardShards(model.params, [good, grad()], dims, [schedule(), bad])).toThrow(/earlier level/);
+    expect(good.every((x) => x === 0)).toBe(true);
+  });
+
+  it('forwardBackwardShards equals one forwardBackward per shard', () => {
+    const [a, b] = [grad(), grad()];
+    const losses = ws.forwardBackwardShards(model.params, [a, b], dims, [schedule(), schedule()]);
+    const single = grad();
+    const loss = ws.forwardBackward(model.params, single, dims, schedule());
+    expect(losses).toEqual([loss, loss]);
+    expect(Array.from(a)).toEqual(Array.from(single));
+    expect(Array.from(b)).toEqual(Array.from(single));
   });
 
   it('still computes after all those errors', () => {
