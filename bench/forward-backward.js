@@ -10,30 +10,25 @@
 //   node bench/forward-backward.js [--passes 5] [--batch 27] [--dims 25,35]
 'use strict';
 const path = require('node:path');
-const fs = require('node:fs');
 const { parseArgs } = require('node:util');
-const lib = path.resolve(__dirname, '../lib');
-const { compileBatch } = require(`${lib}/batch`);
-const { Model } = require(`${lib}/model`);
-const { createWorkspace, describeBlas, native, nativeDims } = require(`${lib}/native`);
-const { readTrees, countNodes } = require(`${lib}/tree`);
-const { Vocabulary } = require(`${lib}/vocab`);
+const { lib, SST_DIR, requireTreebank, nominalFlops, median } = require('./common');
+const { compileBatch } = lib('batch');
+const { Model } = lib('model');
+const { createWorkspace, describeBlas, native, nativeDims } = lib('native');
+const { readTrees, countNodes } = lib('tree');
+const { Vocabulary } = lib('vocab');
 
 const { values } = parseArgs({
   options: {
     passes: { type: 'string', default: '5' },
     batch: { type: 'string', default: '27' },
     dims: { type: 'string', default: '25,35' },
-    train: { type: 'string', default: path.resolve(__dirname, '../../shared/data/sst/train.txt') },
+    train: { type: 'string', default: path.join(SST_DIR, 'train.txt') },
   },
 });
-if (!fs.existsSync(values.train)) {
-  console.log(`skipped: ${values.train} is absent (the benchmark needs the Stanford Sentiment Treebank)`);
-  process.exit(0);
-}
+requireTreebank(values.train);
 const passes = Number(values.passes);
 const batchSize = Number(values.batch);
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const trees = readTrees(values.train);
 const vocab = Vocabulary.fromTrees(trees);
@@ -54,13 +49,7 @@ for (const dim of values.dims.split(',').map(Number)) {
   const dims = nativeDims(model);
   const grad = new Float32Array(model.params.length);
   const ws = createWorkspace();
-  // The model's nominal work, as DESIGN.md's performance model counts it:
-  // three (2d²+d)·2d tensor-and-matrix products per internal node (forward,
-  // error pass, ∂V/∂W), plus the classifier. The core skips most of the
-  // error-pass product (it reuses the forward's Vs·c), so this is an
-  // *effective* rate: comparable across implementations of the same model.
-  const d = dim;
-  const flopsPerPass = 2 * (3 * (2 * d * d + d) * 2 * d * internal + 3 * 5 * d * (internal + internal + trees.length));
+  const flopsPerPass = nominalFlops(dim, internal);
   const rates = [];
   const sgemm = [];
   for (let p = 0; p < passes + 1; p++) {

@@ -8,13 +8,12 @@
 //                           [--patience K] [--json]
 'use strict';
 const path = require('node:path');
-const fs = require('node:fs');
 const { parseArgs } = require('node:util');
-const lib = path.resolve(__dirname, '../lib');
-const { train, DEFAULT_TRAIN_OPTIONS } = require(`${lib}/train`);
-const { evaluate } = require(`${lib}/evaluate`);
-const { describeBlas } = require(`${lib}/native`);
-const { readTrees } = require(`${lib}/tree`);
+const { lib, SST_DIR, requireTreebank } = require('./common');
+const { train, DEFAULT_TRAIN_OPTIONS } = lib('train');
+const { evaluate } = lib('evaluate');
+const { describeBlas } = lib('native');
+const { readTrees } = lib('tree');
 
 const { values } = parseArgs({
   options: {
@@ -29,13 +28,10 @@ const { values } = parseArgs({
     'lambda-l': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.lambda.L) },
     patience: { type: 'string' },
     json: { type: 'boolean', default: false },
-    sst: { type: 'string', default: path.resolve(__dirname, '../../shared/data/sst') },
+    sst: { type: 'string', default: SST_DIR },
   },
 });
-if (!fs.existsSync(path.join(values.sst, 'train.txt'))) {
-  console.log(`skipped: ${values.sst} is absent (the benchmark needs the Stanford Sentiment Treebank)`);
-  process.exit(0);
-}
+requireTreebank(path.join(values.sst, 'train.txt'));
 const [trainTrees, devTrees, testTrees] = ['train', 'dev', 'test'].map((s) => readTrees(path.join(values.sst, `${s}.txt`)));
 const options = {
   ...DEFAULT_TRAIN_OPTIONS,

@@ -8,12 +8,11 @@
 //   node bench/train-epochs.js [--threads 1,2] [--shards 4] [--epochs 4] [--dim 25]
 'use strict';
 const path = require('node:path');
-const fs = require('node:fs');
 const { parseArgs } = require('node:util');
-const lib = path.resolve(__dirname, '../lib');
-const { train, DEFAULT_TRAIN_OPTIONS } = require(`${lib}/train`);
-const { describeBlas, native } = require(`${lib}/native`);
-const { readTrees, countNodes } = require(`${lib}/tree`);
+const { lib, SST_DIR, requireTreebank, nominalFlops, median } = require('./common');
+const { train, DEFAULT_TRAIN_OPTIONS } = lib('train');
+const { describeBlas, native } = lib('native');
+const { readTrees, countNodes } = lib('tree');
 
 const { values } = parseArgs({
   options: {
@@ -21,19 +20,15 @@ const { values } = parseArgs({
     shards: { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.shards) },
     epochs: { type: 'string', default: '4' },
     dim: { type: 'string', default: '25' },
-    train: { type: 'string', default: path.resolve(__dirname, '../../shared/data/sst/train.txt') },
+    train: { type: 'string', default: path.join(SST_DIR, 'train.txt') },
   },
 });
-if (!fs.existsSync(values.train)) {
-  console.log(`skipped: ${values.train} is absent (the benchmark needs the Stanford Sentiment Treebank)`);
-  process.exit(0);
-}
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+requireTreebank(values.train);
 const trees = readTrees(values.train);
 let internal = 0;
 for (const t of trees) internal += countNodes(t).internal;
 const d = Number(values.dim);
-const flopsPerEpoch = 2 * (3 * (2 * d * d + d) * 2 * d * internal);
+const flopsPerEpoch = nominalFlops(d, internal);
 
 (async () => {
   console.log(describeBlas());

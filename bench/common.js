@@ -1,0 +1,37 @@
+// What the benchmarks share: where SST is, skipping when it is absent, the
+// model's nominal work (DESIGN.md's performance model), and medians.
+'use strict';
+const fs = require('node:fs');
+const path = require('node:path');
+
+/** The compiled package (npm run build emits it). */
+const lib = (name) => require(path.resolve(__dirname, '../lib', name));
+
+/** ../shared/data/sst beside the project. */
+const SST_DIR = path.resolve(__dirname, '../../shared/data/sst');
+
+/** Exits successfully, saying so, when `file` (an SST split) is absent: the benchmarks need the treebank. */
+function requireTreebank(file) {
+  if (!fs.existsSync(file)) {
+    console.log(`skipped: ${file} is absent (the benchmark needs the Stanford Sentiment Treebank)`);
+    process.exit(0);
+  }
+}
+
+/**
+ * Floating-point operations of one forward+backward pass as DESIGN.md counts
+ * the model's work: three (2d²+d)·2d tensor-and-matrix products per internal
+ * node (forward, error pass, ∂V/∂W), multiply-adds counted as two. The core
+ * skips most of the error-pass product (it reuses the forward pass's Vs·c),
+ * so rates from this are *effective*: comparable across implementations of
+ * the same model, not the BLAS rate.
+ */
+function nominalFlops(dim, internalNodes) {
+  return 2 * 3 * (2 * dim * dim + dim) * 2 * dim * internalNodes;
+}
+
+function median(xs) {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+}
+
+module.exports = { lib, SST_DIR, requireTreebank, nominalFlops, median };
