@@ -17,7 +17,7 @@ import { binarize, formatPredictionJson, formatPredictionPtb, predict, tokenize 
 import { Random } from './random';
 import { encodeSafetensors, writeFileAtomic, type TensorInput } from './safetensors';
 import { syntheticSplits } from './synthetic';
-import { DEFAULT_TRAIN_OPTIONS, train, type EpochRecord, type Progress, type TrainOptions, type TrainResult } from './train';
+import { checkpointOptions, DEFAULT_TRAIN_OPTIONS, train, type EpochRecord, type Progress, type TrainOptions, type TrainResult } from './train';
 import { readTrees, type TreeNode } from './tree';
 import { Vocabulary } from './vocab';
 
@@ -167,7 +167,8 @@ export function buildProgram(): Command {
           devTrees = opts.dev ? readTrees(opts.dev) : undefined;
         } else {
           if (opts.dev) throw new Error('--dev needs --train');
-          const splits = syntheticSplits(opts.seed);
+          // A resumed run must continue on the treebank it started on, generated from its own seed.
+          const splits = syntheticSplits(opts.resume ? checkpointOptions(opts.resume).seed : opts.seed);
           trainTrees = splits.train;
           devTrees = splits.dev;
           process.stderr.write(`no --train given: training on the generated sentiment treebank (${splits.train.length} train, ${splits.dev.length} dev trees)\n`);
@@ -215,7 +216,10 @@ export function buildProgram(): Command {
             opts.resume,
           );
           report.stop();
-          saveModel(result.model, opts.out, { training: JSON.stringify({ ...options, epochsRun: result.epochs, stoppedBy: result.stoppedBy }) });
+          // The settings that shape the model; not the thread count or the checkpoint
+          // directory, which do not, so equal models stay byte-identical files.
+          const { threads: _threads, checkpointDir: _dir, ...settings } = result.options;
+          saveModel(result.model, opts.out, { training: JSON.stringify({ ...settings, epochsRun: result.epochs, stoppedBy: result.stoppedBy }) });
           const best = result.bestDev;
           process.stderr.write(
             `${STOP_REASON[result.stoppedBy]} after ${result.epochs} epochs; model written to ${opts.out}` +

@@ -115,6 +115,8 @@ export interface TrainHooks {
 export interface TrainResult {
   /** The model to keep: the best on dev when there is a dev set, else the last. */
   model: Model;
+  /** The settings the run used: a resumed run's come from its checkpoint. */
+  options: TrainOptions;
   epochs: number;
   stoppedBy: 'epochs' | 'time' | 'patience' | 'interrupted';
   bestDev?: Metrics;
@@ -203,7 +205,8 @@ export async function train(
       maxMinutes: options.maxMinutes,
       patience: options.patience,
       threads: options.threads,
-      checkpointDir: options.checkpointDir ?? restored.options.checkpointDir,
+      // By default a resumed run keeps checkpointing beside the checkpoint it resumed from.
+      checkpointDir: options.checkpointDir ?? path.dirname(resume),
     };
   } else {
     const vocab = Vocabulary.fromTrees(trainTrees);
@@ -242,6 +245,7 @@ export async function train(
   }));
 
   let stoppedBy: TrainResult['stoppedBy'] = 'epochs';
+  if (options.checkpointDir) removeStaleTemporaries(options.checkpointDir, CHECKPOINT_FILE);
   let lastCheckpointEpoch = state.epoch;
   // The newest checkpoint of this run (or the one it resumed from): what a failure points the user to.
   let lastCheckpoint = resume;
@@ -366,7 +370,7 @@ export async function train(
 
   const result = new Model(model.config, model.vocab, best ? Float32Array.from(best) : Float32Array.from(params));
   const bestDev = devTrees && devTrees.length > 0 ? evaluate(result, devTrees) : undefined;
-  return { model: result, epochs: state.epoch, stoppedBy, bestDev, records: state.records };
+  return { model: result, options, epochs: state.epoch, stoppedBy, bestDev, records: state.records };
 }
 
 /** Contiguous, near-equal shards of a minibatch, in order (empty ones when there are more shards than trees). */
@@ -396,6 +400,45 @@ function writeCheckpoint(
   };
   fs.mkdirSync(path.dirname(file), { recursive: true });
   writeFileAtomic(file, encodeSafetensors(tensors, metadata));
+}
+
+/** The settings a checkpoint's run was started with (to regenerate its data, say). */
+export function checkpointOptions(file: string): TrainOptions {
+  return readCheckpoint(file).options;
+}
+
+/**
+ * Deletes temporary files that writeFileAtomic left behind when a process
+ * was killed mid-write (`.<name>.<pid>.<hex>.tmp`), but only those of
+ * processes that no longer exist: a live writer's file is left alone.
+ */
+function removeStaleTemporaries(dir: string, name: string): void {
+  let entries: string[];
+  try {
+    entries = fs.readdirSync(dir);
+  } catch {
+    return; // no directory yet: nothing to clean
+  }
+  const pattern = new RegExp(`^\\.${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.(\\d+)\\.[0-9a-f]+\\.tmp$`);
+  for (const entry of entries) {
+    const match = pattern.exec(entry);
+    if (!match || processExists(Number(match[1]))) continue;
+    try {
+      fs.unlinkSync(path.join(dir, entry));
+    } catch {
+      // Gone already, or not ours to delete: either way not worth failing training for.
+    }
+  }
+}
+
+function processExists(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 function readCheckpoint(file: string): {

@@ -161,6 +161,21 @@ describe('rntn train, eval and predict', () => {
     ]);
   });
 
+  it('a resumed run keeps its checkpoint\'s settings and data, whatever the flags say', () => {
+    const run = (...args: string[]) => spawnSync(process.execPath, [cli, 'train', '--threads', '1', ...args], { encoding: 'utf8', cwd: tmp });
+    const whole = path.join(tmp, 'whole.safetensors');
+    expect(run('--epochs', '3', '--dim', '5', '--seed', '5', '--out', whole).status).toBe(0);
+    const ckpt = path.join(tmp, 'resume-ckpt');
+    expect(run('--epochs', '2', '--dim', '5', '--seed', '5', '--checkpoint-dir', ckpt, '--out', path.join(tmp, 'part.safetensors')).status).toBe(0);
+    const resumed = path.join(tmp, 'resumed.safetensors');
+    // Different --dim and --seed: the checkpoint's win, including the generated treebank's seed.
+    const r = run('--epochs', '3', '--dim', '25', '--seed', '9', '--threads', '2', '--resume', path.join(ckpt, 'checkpoint.safetensors'), '--out', resumed);
+    expect(r.status, r.stderr).toBe(0);
+    expect(fs.readFileSync(resumed).equals(fs.readFileSync(whole))).toBe(true);
+    const training = JSON.parse(decodeSafetensors(fs.readFileSync(resumed), resumed).metadata.training);
+    expect([training.dim, training.seed, training.epochsRun]).toEqual([5, 5, 3]);
+  });
+
   it('gives a message and a non-zero exit for missing files, bad flags and malformed trees', () => {
     const missing = rntn('train', '--train', path.join(tmp, 'absent.txt'), '--out', path.join(tmp, 'm2'));
     expect(missing.status).toBe(1);

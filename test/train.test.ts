@@ -111,6 +111,20 @@ describe('train', () => {
     await expect(train(trainTrees, devTrees, small, {}, poisoned)).rejects.toThrow(/tensor params holds a non-finite value at index 7/);
   });
 
+  it('clears temporary files that killed writers left in the checkpoint directory, and only those', async () => {
+    const dir = path.join(tmp, 'stale');
+    fs.mkdirSync(dir, { recursive: true });
+    // pid 2^22 + 1 is above Linux's pid_max default and so never a live process.
+    const stale = path.join(dir, `.${CHECKPOINT_FILE}.4194305.0a1b2c.tmp`);
+    const live = path.join(dir, `.${CHECKPOINT_FILE}.${process.pid}.0a1b2c.tmp`);
+    const other = path.join(dir, 'notes.tmp');
+    for (const f of [stale, live, other]) fs.writeFileSync(f, 'x');
+    await train(trainTrees, devTrees, { ...small, epochs: 1, checkpointDir: dir });
+    expect(fs.existsSync(stale)).toBe(false);
+    expect(fs.existsSync(live)).toBe(true);
+    expect(fs.existsSync(other)).toBe(true);
+  });
+
   it('stops early after `patience` evaluations without improvement', async () => {
     // A learning rate this small cannot move the dev accuracy after the first epoch.
     const result = await train(trainTrees, devTrees, { ...small, epochs: 20, learningRate: 1e-9, patience: 2 });
