@@ -150,6 +150,7 @@ export function buildProgram(): Command {
     .option('--lambda-l <x>', 'L2 weight of the word vectors', nonNegativeNumber, d.lambda.L)
     .addOption(new Option('--leaf <activation>', 'leaf activation: identity (the paper) or tanh (CoreNLP)').choices(['identity', 'tanh']).default(d.leaf))
     .option('--seed <n>', 'random seed (initialisation and shuffling)', nonNegativeInt, d.seed)
+    .option('--min-count <n>', 'words seen fewer times in training share the *UNK* vector', positiveInt, d.minCount)
     .option('--eval-every <n>', 'evaluate on dev every n epochs', positiveInt, d.evalEvery)
     .option('--patience <k>', 'stop after k dev evaluations without improvement', positiveInt)
     .option('--checkpoint-dir <dir>', 'write checkpoints (atomically) into this directory')
@@ -184,6 +185,7 @@ export function buildProgram(): Command {
           adagradResetEpochs: opts.adagradReset,
           lambda: { W: opts.lambdaW, V: opts.lambdaV, Ws: opts.lambdaWs, L: opts.lambdaL },
           seed: opts.seed,
+          minCount: opts.minCount,
           evalEvery: opts.evalEvery,
           patience: opts.patience,
           checkpointDir: opts.checkpointDir,
@@ -300,6 +302,7 @@ interface TrainFlags {
   lambdaL: number;
   leaf: LeafActivation;
   seed: number;
+  minCount: number;
   evalEvery: number;
   patience?: number;
   checkpointDir?: string;

@@ -47,6 +47,14 @@ export interface TrainOptions {
   adagradResetEpochs: number;
   lambda: Regularisation;
   seed: number;
+  /**
+   * Words seen fewer times in training map to `*UNK*`. With 1, `*UNK*` never
+   * occurs in training and keeps its random initial vector, which is then
+   * what every unseen dev/test word gets; with 2 the singletons train it as
+   * "a rare word" (measured on SST: mean test root accuracy over 3 seeds
+   * +1.1 points, README).
+   */
+  minCount: number;
   /** Evaluate on the dev set every this many epochs. */
   evalEvery: number;
   /** Stop after this many dev evaluations without a better root 5-class accuracy. */
@@ -74,8 +82,13 @@ export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
   learningRate: 0.01,
   adagradEpsilon: 1e-3,
   adagradResetEpochs: 1,
-  lambda: { W: 1e-3, V: 1e-3, Ws: 1e-4, L: 1e-4 },
+  // λ_V is 300× CoreNLP's 1e-3: with 1e-3, AdaGrad's per-coordinate steps
+  // grow V until cᵀV[k]c ≈ 25 and 96-99 % of units above height 2 saturate
+  // (tanh' ≈ 0, so the root's error never reaches the words); on SST dev,
+  // root accuracy rises from 41.0 to 45.0 (docs/training.md).
+  lambda: { W: 1e-3, V: 0.3, Ws: 1e-4, L: 1e-4 },
   seed: 1,
+  minCount: 2,
   evalEvery: 1,
   checkpointEvery: 1,
   threads: os.availableParallelism(),
@@ -209,7 +222,7 @@ export async function train(
       checkpointDir: options.checkpointDir ?? path.dirname(resume),
     };
   } else {
-    const vocab = Vocabulary.fromTrees(trainTrees);
+    const vocab = Vocabulary.fromTrees(trainTrees, options.minCount);
     model = Model.create(vocab, { dim: options.dim, classes: options.classes, leaf: options.leaf, seed: options.seed });
     state = {
       epoch: 0,
