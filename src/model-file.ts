@@ -10,7 +10,7 @@
  */
 import * as fs from 'fs';
 import { LeafActivation, Model, ModelConfig, ParameterLayout, TensorName } from './model';
-import { DecodedTensor, SafetensorsError, decodeSafetensors, encodeSafetensors, writeFileAtomic } from './safetensors';
+import { DecodedTensor, SafetensorsError, decodeSafetensors, encodeSafetensors, excerpt, writeFileAtomic } from './safetensors';
 import { Vocabulary } from './vocab';
 
 /** The value of the `format` metadata key that this module writes. */
@@ -70,12 +70,29 @@ export function saveModel(model: Model, path: string, extraMetadata?: Record<str
 
 /** Reads and validates a model file; throws {@link ModelFileError} naming `path` when it breaks the contract. */
 export function loadModel(path: string): Model {
-  return decodeModel(fs.readFileSync(path), path);
+  return decodeModel(readModelBytes(path), path);
 }
 
 /** Like {@link loadModel}, also returning the metadata beyond the contract's keys (e.g. training settings). */
 export function loadModelFile(path: string): DecodedModelFile {
-  return decodeModelFile(fs.readFileSync(path), path);
+  return decodeModelFile(readModelBytes(path), path);
+}
+
+/**
+ * The file's bytes, with read errors naming the file: Node's own message for a
+ * file over 2 GiB (ERR_FS_FILE_TOO_LARGE) does not. The code is kept for callers
+ * that test for ENOENT.
+ */
+function readModelBytes(path: string): Buffer {
+  try {
+    return fs.readFileSync(path);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const why = err.code === 'ENOENT' ? 'no such file' : err.message;
+    const wrapped = new Error(`cannot read model from ${path}: ${why}`, { cause: e }) as NodeJS.ErrnoException;
+    if (err.code !== undefined) wrapped.code = err.code;
+    throw wrapped;
+  }
 }
 
 export function decodeModel(bytes: Uint8Array, source: string): Model {
@@ -106,7 +123,10 @@ export function decodeModelFile(bytes: Uint8Array, source: string): DecodedModel
   }
   const unknown = [...tensors.keys()].filter((name) => !(MODEL_TENSOR_ORDER as readonly string[]).includes(name));
   if (unknown.length > 0) {
-    fail(`unexpected tensor${unknown.length > 1 ? 's' : ''} ${unknown.map((n) => JSON.stringify(n)).join(', ')}; a model file holds only ${MODEL_TENSOR_ORDER.join(', ')}`);
+    // A file may hold thousands of extra tensors; naming a few is enough and keeps the message short.
+    const shown = unknown.slice(0, 5).map((n) => JSON.stringify(n.length > 40 ? `${excerpt(n, 40)}…` : n));
+    const more = unknown.length > 5 ? ` and ${unknown.length - 5} more` : '';
+    fail(`unexpected tensor${unknown.length > 1 ? 's' : ''} ${shown.join(', ')}${more}; a model file holds only ${MODEL_TENSOR_ORDER.join(', ')}`);
   }
   const get = (name: TensorName): DecodedTensor => tensors.get(name)!;
   for (const name of MODEL_TENSOR_ORDER) {
@@ -115,7 +135,9 @@ export function decodeModelFile(bytes: Uint8Array, source: string): DecodedModel
   }
 
   // d and C come from the biases, the one-dimensional tensors; everything else must agree with them.
-  const shapeText = (shape: readonly number[]) => `[${shape.join(', ')}]`;
+  // Capped: a valid safetensors tensor may still have a million dims of 1, and the message should stay readable.
+  const shapeText = (shape: readonly number[]) =>
+    shape.length <= 8 ? `[${shape.join(', ')}]` : `[${shape.slice(0, 8).join(', ')}, … (${shape.length} dims)]`;
   const b = get('b').shape;
   if (b.length !== 1 || b[0] < 1) fail(`tensor b has shape ${shapeText(b)}; expected [d] with d >= 1`);
   const d = b[0];

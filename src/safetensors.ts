@@ -66,11 +66,18 @@ function assertLittleEndianHost(what: string): void {
   }
 }
 
+/** The first `max` UTF-16 units of `s`, one fewer when the cut would split a surrogate pair (JSON.stringify would show half of it as \udXXX). */
+export function excerpt(s: string, max: number): string {
+  if (s.length <= max) return s;
+  const last = s.charCodeAt(max - 1);
+  return s.slice(0, last >= 0xd800 && last <= 0xdbff ? max - 1 : max);
+}
+
 function describe(value: unknown): string {
   if (value === undefined) return 'missing';
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)}`;
+  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 40 ? excerpt(value, 40) + '…' : value)}`;
   if (typeof value === 'number') return `the number ${value}`;
   return typeof value === 'object' ? 'an object' : `${typeof value} ${String(value)}`;
 }
@@ -85,6 +92,33 @@ function setOwn<T>(target: Record<string, T>, key: string, value: T): void {
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Shapes in messages; a hostile header may list millions of dims, and a message should stay readable. */
+function shapeText(dims: readonly number[]): string {
+  const MAX_SHOWN = 8;
+  if (dims.length <= MAX_SHOWN) return `[${dims.join(', ')}]`;
+  return `[${dims.slice(0, MAX_SHOWN).join(', ')}, … (${dims.length} dims)]`;
+}
+
+/**
+ * Bytes a tensor of shape `dims` occupies, in BigInt because a product of
+ * plausible dims can pass 2^53 and round to the right-looking size. Exact for
+ * up to 64 dims; beyond that the product stops once it exceeds `limit`: the
+ * full product of a million dims near 2^53 is a BigInt of tens of millions of
+ * bits, and building it takes time quadratic in the number of dims (a 1.7 MB
+ * header with 100,000 such dims took a minute).
+ */
+function bytesNeeded(dims: readonly number[], itemSize: number, limit: bigint): { bytes: bigint; exact: boolean } {
+  // A zero anywhere empties the tensor whatever the other dims say, so it must be found before stopping early.
+  if (dims.includes(0)) return { bytes: 0n, exact: true };
+  const stopEarly = dims.length > 64;
+  let bytes = BigInt(itemSize);
+  for (const n of dims) {
+    bytes *= BigInt(n);
+    if (stopEarly && bytes > limit) return { bytes, exact: false };
+  }
+  return { bytes, exact: true };
 }
 
 /**
@@ -236,10 +270,11 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): DecodedSaf
       fail(`${where}: dtype ${dtype} ${kind}; expected F32 or F64`);
     }
     const itemSize = ITEM_SIZE[dtype as SafetensorsDtype];
-    // BigInt: a product of many plausible dims can pass 2^53 and round to the right-looking size.
-    const count = (dims as number[]).reduce((acc, n) => acc * BigInt(n), 1n);
-    if (count * BigInt(itemSize) !== BigInt(e - b)) {
-      fail(`${where}: shape [${dims.join(', ')}] of ${dtype} needs ${count * BigInt(itemSize)} bytes but data_offsets [${b}, ${e}] span ${e - b}`);
+    const span = BigInt(e - b);
+    const needed = bytesNeeded(dims as number[], itemSize, span);
+    if (needed.bytes !== span) {
+      const amount = needed.exact ? `${needed.bytes}` : `more than ${span}`;
+      fail(`${where}: shape ${shapeText(dims as number[])} of ${dtype} needs ${amount} bytes but data_offsets [${b}, ${e}] span ${e - b}`);
     }
     ranges.push({ name, dtype: dtype as SafetensorsDtype, shape: [...(dims as number[])], begin: b, end: e });
   }

@@ -155,7 +155,11 @@ function describe(ctx: Context, pos: number, end: number): string {
   if (!isWordChar(c)) return JSON.stringify(text[pos]);
   let stop = pos;
   while (stop < end && stop - pos <= MAX_SHOWN && isWordChar(text.charCodeAt(stop))) stop++;
-  const token = text.slice(pos, Math.min(stop, pos + MAX_SHOWN));
+  let cut = Math.min(stop, pos + MAX_SHOWN);
+  // Cutting between the halves of a surrogate pair would show half a character as an escape (\ud83d).
+  const last = text.charCodeAt(cut - 1);
+  if (cut < stop && cut - 1 > pos && last >= 0xd800 && last <= 0xdbff) cut--;
+  const token = text.slice(pos, cut);
   return stop - pos > MAX_SHOWN ? `${JSON.stringify(token)}…` : JSON.stringify(token);
 }
 
@@ -370,7 +374,13 @@ export function readTrees(path: string, options?: Omit<ParseOptions, 'source'>):
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch (e) {
     const bad = firstBadUtf8(bytes);
-    if (bad === null) throw e;
+    if (bad === null) {
+      // Valid UTF-8 that still fails to decode is too long for one JS string (over 2^29 - 24 code units, ~512 MB).
+      const err = e as NodeJS.ErrnoException;
+      const wrapped = new Error(`cannot read trees from ${path}: ${err.message}`, { cause: e }) as NodeJS.ErrnoException;
+      if (err.code !== undefined) wrapped.code = err.code;
+      throw wrapped;
+    }
     let line = opts.firstLine;
     let lineStart = 0;
     for (let i = 0; i < bad.offset; i++) {
