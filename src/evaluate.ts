@@ -6,7 +6,7 @@
  */
 import { compileChunks } from './batch';
 import type { Model } from './model';
-import { createWorkspace, nativeDims } from './native';
+import { assertFiniteProbabilities, createWorkspace, nativeDims } from './native';
 import type { TreeNode } from './tree';
 
 /**
@@ -185,10 +185,13 @@ export function evaluate(model: Model, trees: readonly TreeNode[]): Metrics {
     const workspace = createWorkspace();
     const dims = nativeDims(model);
     let at = 0;
+    let firstTree = 0;
     for (const batch of batches) {
       const n = batch.left.length;
       const p = new Float32Array(C * n);
       lossSum += workspace.forward(model.params, dims, batch, p);
+      assertFiniteProbabilities(p, `trees ${firstTree + 1}–${firstTree + batch.roots.length}`);
+      firstTree += batch.roots.length;
       probs.set(p, at * C);
       gold.set(batch.label, at);
       for (const r of batch.roots) isRoot[at + r] = 1;

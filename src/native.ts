@@ -168,6 +168,18 @@ export function describeBlas(): string {
   return `OpenBLAS kernel ${b.corename} (${who}), ${b.threads} BLAS thread(s)`;
 }
 
+/**
+ * Throws when the native forward pass produced a non-finite probability: a
+ * model whose finite but huge weights overflow (tanh saturates, but the
+ * classifier's scores do not). Reported, never passed on as a prediction.
+ */
+export function assertFiniteProbabilities(probs: Float32Array | Float64Array, trees: string): void {
+  const bad = probs.findIndex((x) => !Number.isFinite(x));
+  if (bad >= 0) {
+    throw new RangeError(`the model's outputs overflowed to non-finite values on ${trees}: its weights are too large to use`);
+  }
+}
+
 /** The dimensions the native core needs, from a model. */
 export function nativeDims(model: Model): NativeDims {
   return { dim: model.config.dim, classes: model.config.classes, vocab: model.vocab.size, leafTanh: model.config.leaf === 'tanh' };

@@ -6,7 +6,7 @@
  */
 import { compileChunks } from './batch';
 import type { Model } from './model';
-import { createWorkspace, nativeDims } from './native';
+import { assertFiniteProbabilities, createWorkspace, nativeDims } from './native';
 import { formatTree, type TreeNode } from './tree';
 
 /** A node's prediction: the most probable class and every class's probability. */
@@ -31,6 +31,7 @@ export function predict(model: Model, trees: readonly TreeNode[]): TreePredictio
   for (const batch of compileChunks(trees, model.vocab, { labels: false })) {
     const probs = new Float32Array(C * batch.left.length);
     workspace.forward(model.params, dims, batch, probs);
+    assertFiniteProbabilities(probs, `trees ${next + 1}–${next + batch.roots.length}`);
     const byNode = new Map<TreeNode, NodePrediction>();
     batch.nodes.forEach((node, n) => {
       const p = Array.from(probs.subarray(n * C, (n + 1) * C));

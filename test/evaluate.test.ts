@@ -279,3 +279,19 @@ describe('evaluate (native forward pass)', () => {
     expect(whole.loss).toBeCloseTo(lossSum / whole.nodes, 10);
   });
 });
+
+describe('numerical faults', () => {
+  it('a model whose finite weights overflow is reported, not scored, in evaluate and predict', async () => {
+    const { Model } = await import('../src/model');
+    const { Vocabulary } = await import('../src/vocab');
+    const { parseTrees } = await import('../src/tree');
+    const { predict } = await import('../src/predict');
+    const model = Model.create(new Vocabulary(['*UNK*', 'good', 'bad']), { dim: 3, seed: 1 });
+    // A word vector of 1e30 passes the loader's finiteness check; with identity
+    // leaves the classifier's scores for that leaf overflow float32.
+    model.tensors.L.fill(1e30, 3, 6);
+    const trees = parseTrees('(3 (2 good) (1 bad))');
+    expect(() => evaluate(model, trees)).toThrow(/overflowed to non-finite values on trees 1–1/);
+    expect(() => predict(model, trees)).toThrow(/overflowed to non-finite values/);
+  });
+});
