@@ -4,7 +4,7 @@
 const fs = require('node:fs');
 const path = require('node:path');
 
-/** The compiled package (npm run build emits it). */
+/** The compiled package (tsc emits it into lib/ at install and in npm test). */
 const lib = (name) => require(path.resolve(__dirname, '../lib', name));
 
 /** ../shared/data/sst beside the project. */
