@@ -15,8 +15,9 @@ import { loadModel, saveModel } from './model-file';
 import { describeBlas } from './native';
 import { binarize, formatPredictionJson, formatPredictionPtb, predict, tokenize } from './predict';
 import { Random } from './random';
-import { encodeSafetensors, writeFileAtomic, type TensorInput } from './safetensors';
-import { syntheticSplits } from './synthetic';
+import { writeFileAtomic } from './files';
+import { encodeSafetensors, type TensorInput } from './safetensors';
+import { randomTrees, syntheticSplits } from './synthetic';
 import { checkpointOptions, DEFAULT_TRAIN_OPTIONS, train, type EpochRecord, type Progress, type TrainOptions, type TrainResult } from './train';
 import { readTrees, type TreeNode } from './tree';
 import { Vocabulary } from './vocab';
@@ -374,12 +375,7 @@ function randomProblem(dim: number, leaf: LeafActivation, seed: number, count: n
   const rng = new Random(seed + 1000);
   const model = Model.create(new Vocabulary(words), { dim, leaf, seed });
   for (let i = 0; i < model.params.length; i++) model.params[i] += rng.symmetric(1.5 / dim);
-  const build = (n: number): TreeNode => {
-    if (n === 1) return { label: rng.int(5), word: words[rng.int(words.length)] };
-    const split = 1 + rng.int(n - 1);
-    return { label: rng.int(5), left: build(split), right: build(n - split) };
-  };
-  return { model, trees: Array.from({ length: count }, () => build(1 + rng.int(10))) };
+  return { model, trees: randomTrees(seed + 2000, count, words, 5, 10) };
 }
 
 if (require.main === module) {

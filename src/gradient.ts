@@ -1,6 +1,7 @@
 import { compileChunks } from './batch';
 import type { FloatArray, Model, TensorName } from './model';
 import { TENSOR_NAMES } from './model';
+import { Random } from './random';
 import { createWorkspace, nativeDims, type NativeWorkspace } from './native';
 import type { TreeNode } from './tree';
 
@@ -90,11 +91,7 @@ export function gradientCheck(model: Model, trees: readonly TreeNode[], options:
   const usedRows = new Set<number>();
   for (const batch of batches) for (const w of batch.words) usedRows.add(w);
 
-  let state = (options.seed ?? 1) >>> 0 || 1;
-  const nextInt = (n: number) => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state % n;
-  };
+  const rng = new Random(options.seed ?? 1);
   const results: GroupCheck[] = [];
   for (const group of TENSOR_NAMES) {
     const start = model.layout.offsets[group];
@@ -107,7 +104,7 @@ export function gradientCheck(model: Model, trees: readonly TreeNode[], options:
     }
     // A sample without replacement, from a fixed seed so a failure can be rerun.
     for (let i = 0; i < Math.min(samples, candidates.length); i++) {
-      const j = i + nextInt(candidates.length - i);
+      const j = i + rng.int(candidates.length - i);
       [candidates[i], candidates[j]] = [candidates[j], candidates[i]];
     }
     const chosen = candidates.slice(0, Math.min(samples, candidates.length));

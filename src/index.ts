@@ -10,7 +10,8 @@ export { decodeModel, encodeModel, loadModel, ModelFileError, saveModel } from '
 export { blasInfo, createWorkspace, describeBlas, nativeDims, type BlasInfo, type NativeDims, type NativeWorkspace, type Schedule } from './native';
 export { binarize, predict, tokenize, type NodePrediction, type TreePrediction } from './predict';
 export { Random } from './random';
-export { decodeSafetensors, encodeSafetensors, SafetensorsError, writeFileAtomic } from './safetensors';
+export { writeFileAtomic } from './files';
+export { decodeSafetensors, encodeSafetensors, SafetensorsError } from './safetensors';
 export { syntheticSplits, syntheticTreebank } from './synthetic';
 export { AdaGrad, DEFAULT_TRAIN_OPTIONS, NonFiniteError, train, type EpochRecord, type TrainOptions, type TrainResult } from './train';
 export { countNodes, formatTree, isLeaf, leaves, parseTree, parseTrees, readTrees, treeHeight, TreeParseError, type InternalNode, type LeafNode, type TreeNode } from './tree';

@@ -8,9 +8,9 @@
  * implementations may order tensors differently, skip header padding, write
  * F64, or leave out the hyperparameters that the shapes already determine.
  */
-import * as fs from 'fs';
 import { LeafActivation, Model, ModelConfig, ParameterLayout, TensorName } from './model';
-import { DecodedTensor, SafetensorsError, decodeSafetensors, encodeSafetensors, excerpt, writeFileAtomic } from './safetensors';
+import { readFileNamed, writeFileAtomic } from './files';
+import { DecodedTensor, SafetensorsError, decodeSafetensors, encodeSafetensors, excerpt } from './safetensors';
 import { Vocabulary } from './vocab';
 
 /** The value of the `format` metadata key that this module writes. */
@@ -70,29 +70,12 @@ export function saveModel(model: Model, path: string, extraMetadata?: Record<str
 
 /** Reads and validates a model file; throws {@link ModelFileError} naming `path` when it breaks the contract. */
 export function loadModel(path: string): Model {
-  return decodeModel(readModelBytes(path), path);
+  return decodeModel(readFileNamed(path, 'model'), path);
 }
 
 /** Like {@link loadModel}, also returning the metadata beyond the contract's keys (e.g. training settings). */
 export function loadModelFile(path: string): DecodedModelFile {
-  return decodeModelFile(readModelBytes(path), path);
-}
-
-/**
- * The file's bytes, with read errors naming the file: Node's own message for a
- * file over 2 GiB (ERR_FS_FILE_TOO_LARGE) does not. The code is kept for callers
- * that test for ENOENT.
- */
-function readModelBytes(path: string): Buffer {
-  try {
-    return fs.readFileSync(path);
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    const why = err.code === 'ENOENT' ? 'no such file' : err.message;
-    const wrapped = new Error(`cannot read model from ${path}: ${why}`, { cause: e }) as NodeJS.ErrnoException;
-    if (err.code !== undefined) wrapped.code = err.code;
-    throw wrapped;
-  }
+  return decodeModelFile(readFileNamed(path, 'model'), path);
 }
 
 export function decodeModel(bytes: Uint8Array, source: string): Model {

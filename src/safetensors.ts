@@ -10,10 +10,7 @@
  * The reader treats every file as hostile: model files are exchanged between
  * programs, and DESIGN.md says nothing a user passes may crash the process.
  */
-import * as fs from 'fs';
 import * as os from 'os';
-import * as path from 'path';
-import { randomBytes } from 'crypto';
 
 export type SafetensorsDtype = 'F32' | 'F64';
 
@@ -302,48 +299,3 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): DecodedSaf
   return { tensors, metadata };
 }
 
-/**
- * Replaces `target` with `data` so that a reader (or a crash) sees either the
- * old file or the new one, never a half-written one: write a temporary file in
- * the same directory (rename is only atomic within a file system), fsync it,
- * rename it over the target, then fsync the directory so the rename itself is
- * durable.
- */
-export function writeFileAtomic(target: string, data: Uint8Array): void {
-  const dir = path.dirname(path.resolve(target));
-  const temp = path.join(dir, `.${path.basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(temp, 'wx');
-    let written = 0;
-    while (written < data.length) written += fs.writeSync(fd, data, written, data.length - written);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = undefined;
-    fs.renameSync(temp, target);
-  } catch (e) {
-    if (fd !== undefined) {
-      try {
-        fs.closeSync(fd);
-      } catch {
-        // Already failing; the original error is the one worth reporting.
-      }
-    }
-    try {
-      fs.unlinkSync(temp);
-    } catch {
-      // The temp file may never have been created.
-    }
-    throw e;
-  }
-  try {
-    const dirFd = fs.openSync(dir, 'r');
-    try {
-      fs.fsyncSync(dirFd);
-    } finally {
-      fs.closeSync(dirFd);
-    }
-  } catch {
-    // Some platforms and file systems cannot fsync a directory; the data is in place regardless.
-  }
-}

@@ -426,3 +426,18 @@ export function syntheticSplits(seed = 1): { train: TreeNode[]; dev: TreeNode[];
   const test = generate(rng, SYNTHETIC_SPLIT_SIZES.test);
   return { train, dev, test };
 }
+
+/**
+ * Random binary trees with random labels over `words` — no language, just
+ * shapes for gradient checks and tests: each node splits its leaf span at a
+ * random point, so both deep chains and balanced trees occur.
+ */
+export function randomTrees(seed: number, count: number, words: readonly string[], classes = 5, maxLeaves = 12): TreeNode[] {
+  const rng = new Random(seed);
+  const build = (leaves: number): TreeNode => {
+    if (leaves === 1) return { label: rng.int(classes), word: words[rng.int(words.length)] };
+    const split = 1 + rng.int(leaves - 1);
+    return { label: rng.int(classes), left: build(split), right: build(leaves - split) };
+  };
+  return Array.from({ length: count }, () => build(1 + rng.int(maxLeaves)));
+}

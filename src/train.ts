@@ -20,7 +20,8 @@ import { Model, type LeafActivation } from './model';
 import { native, nativeDims } from './native';
 import { TrainingPool } from './pool';
 import { Random } from './random';
-import { decodeSafetensors, encodeSafetensors, writeFileAtomic } from './safetensors';
+import { removeStaleTemporaries, writeFileAtomic } from './files';
+import { decodeSafetensors, encodeSafetensors } from './safetensors';
 import type { TreeNode } from './tree';
 import { Vocabulary } from './vocab';
 
@@ -258,7 +259,7 @@ export async function train(
   }));
 
   let stoppedBy: TrainResult['stoppedBy'] = 'epochs';
-  if (options.checkpointDir) removeStaleTemporaries(options.checkpointDir, CHECKPOINT_FILE);
+  if (options.checkpointDir) removeStaleTemporaries(path.join(options.checkpointDir, CHECKPOINT_FILE));
   let lastCheckpointEpoch = state.epoch;
   // The newest checkpoint of this run (or the one it resumed from): what a failure points the user to.
   let lastCheckpoint = resume;
@@ -418,40 +419,6 @@ function writeCheckpoint(
 /** The settings a checkpoint's run was started with (to regenerate its data, say). */
 export function checkpointOptions(file: string): TrainOptions {
   return readCheckpoint(file).options;
-}
-
-/**
- * Deletes temporary files that writeFileAtomic left behind when a process
- * was killed mid-write (`.<name>.<pid>.<hex>.tmp`), but only those of
- * processes that no longer exist: a live writer's file is left alone.
- */
-function removeStaleTemporaries(dir: string, name: string): void {
-  let entries: string[];
-  try {
-    entries = fs.readdirSync(dir);
-  } catch {
-    return; // no directory yet: nothing to clean
-  }
-  const pattern = new RegExp(`^\\.${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.(\\d+)\\.[0-9a-f]+\\.tmp$`);
-  for (const entry of entries) {
-    const match = pattern.exec(entry);
-    if (!match || processExists(Number(match[1]))) continue;
-    try {
-      fs.unlinkSync(path.join(dir, entry));
-    } catch {
-      // Gone already, or not ours to delete: either way not worth failing training for.
-    }
-  }
-}
-
-function processExists(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function readCheckpoint(file: string): {

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileNamed } from './files';
 
 /**
  * Sentiment trees in the PTB form of the Stanford Sentiment Treebank:
@@ -359,16 +359,7 @@ function firstBadUtf8(bytes: Uint8Array): { offset: number; found: string } | nu
  */
 export function readTrees(path: string, options?: Omit<ParseOptions, 'source'>): TreeNode[] {
   const opts = resolveOptions({ ...options, source: path });
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    const why = err.code === 'ENOENT' ? 'no such file' : err.message;
-    const wrapped = new Error(`cannot read trees from ${path}: ${why}`, { cause: e }) as NodeJS.ErrnoException;
-    if (err.code !== undefined) wrapped.code = err.code;
-    throw wrapped;
-  }
+  const bytes = readFileNamed(path, 'trees');
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);

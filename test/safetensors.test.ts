@@ -16,8 +16,8 @@ import {
   SafetensorsError,
   decodeSafetensors,
   encodeSafetensors,
-  writeFileAtomic,
 } from '../src/safetensors';
+import { writeFileAtomic } from '../src/files';
 
 /** A file assembled byte by byte, the way another writer might lay it out (no padding unless asked). */
 function assemble(header: unknown, data: Uint8Array = new Uint8Array(0), headerLength?: bigint): Uint8Array {
