@@ -149,7 +149,21 @@ Schedule scheduleArg(const Napi::Value& v, const Dims& k) {
       }
     }
   }
-  return Schedule{left.data, right.data, word.data, label.data, levelStart.data, static_cast<int>(N), levels};
+  Schedule out{left.data, right.data, word.data, label.data, levelStart.data, static_cast<int>(N), levels};
+  // schedule.dropout = {rate, seed}: optional, training only (rntn.h, Schedule).
+  Napi::Value dropout = o.Get("dropout");
+  if (!dropout.IsUndefined()) {
+    if (!dropout.IsObject()) throwType(env, "schedule.dropout must be an object {rate, seed}");
+    Napi::Object dr = dropout.As<Napi::Object>();
+    Napi::Value rate = dr.Get("rate"), seed = dr.Get("seed");
+    if (!rate.IsNumber() || !seed.IsNumber()) throwType(env, "schedule.dropout.rate and .seed must be numbers");
+    const double r = rate.As<Napi::Number>().DoubleValue(), sd = seed.As<Napi::Number>().DoubleValue();
+    if (!(r >= 0 && r < 1)) throwRange(env, "schedule.dropout.rate must be in [0, 1), got " + std::to_string(r));
+    if (!(sd >= 0 && sd <= 9007199254740991.0) || sd != std::floor(sd)) throwRange(env, "schedule.dropout.seed must be an integer in [0, 2^53)");
+    out.dropoutRate = r;
+    out.dropoutSeed = static_cast<uint64_t>(sd);
+  }
+  return out;
 }
 
 bool overlaps(const void* a, size_t aBytes, const void* b, size_t bBytes) {

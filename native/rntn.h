@@ -11,8 +11,9 @@
 // row-major as DESIGN.md shapes them. V [d][2d][2d] read row-major is
 // Vf, a (2d²)×2d matrix whose row k·2d+i is V[k][i][:]; W [d][2d] follows it
 // directly, so VW = [Vf; W] is one row-major (2d²+d)×2d matrix, i.e. a
-// column-major 2d×(2d²+d) matrix with leading dimension 2d. That lets one GEMM
-// accumulate ∂V and ∂W over a whole window of nodes.
+// column-major 2d×(2d²+d) matrix with leading dimension 2d. The weight
+// gradient is accumulated packed (upper triangle of ∂V[k], then ∂W; see
+// levelQuadratic) and unpacked into that layout once per call.
 //
 // The forward pass runs on the symmetrised tensor Vs[k] = V[k] + V[k]ᵀ
 // instead of V: cᵀV[k]c = ½·cᵀVs[k]c, and the products Vs[k]c it computes are
@@ -66,7 +67,24 @@ struct Schedule {
   const int32_t* levelStart;
   int nodes;
   int levels;  // levelStart has levels+1 entries
+  // Dropout on the classifier's input (training only; 0 = none): node n's
+  // unit q feeds Ws as m·x with m = 0 or 1/(1 − rate), drawn by dropoutKeeps
+  // from (dropoutSeed, n·d + q), so a schedule always gets the same mask.
+  double dropoutRate = 0;
+  uint64_t dropoutSeed = 0;
 };
+
+// Whether unit `index` of a schedule keeps its value under dropout: a
+// counter-based draw (splitmix64's finaliser on seed and index), so masks need
+// no state, do not depend on which thread runs a schedule, and are the same
+// in float and double (the gradient check sees the training mask).
+inline bool dropoutKeeps(uint64_t seed, uint64_t index, double rate) {
+  uint64_t z = seed + (index + 1) * 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * (1.0 / 9007199254740992.0) >= rate;
+}
 
 // Scratch memory, reused across calls so that training does not allocate per
 // minibatch. One per thread: the native core has no shared mutable state.
@@ -77,9 +95,13 @@ struct Workspace {
   std::vector<T> G;       // d × N error reaching each node's activation
   std::vector<T> Cin;     // 2d × Nint children [x_l; x_r] of every internal node
   std::vector<T> TZ;      // (2d²+d) × Nint: [Vsf; W]·c per internal node (one level's worth without grad)
-  std::vector<T> PD;      // (2d²+d) × window: [Δ ⊗ c; Δ] per internal node
+  std::vector<T> Q;       // rowsQ × window: [upper(c cᵀ); c] per internal node (levelQuadratic)
+  std::vector<T> D;       // d × Nint: δ of every internal node
+  std::vector<T> dU;      // rowsQ × d: Σ_n [upper(c cᵀ); c]·δᵀ, unpacked into ∂V and ∂W at the end
   std::vector<T> VsWt;    // [Vsf; W] transposed: column-major (2d²+d) × 2d
   std::vector<T> dC;      // 2d × B error sent to the children of a level
+  std::vector<T> M;       // d × N dropout multipliers (0 or 1/(1 − rate)); unused without dropout
+  std::vector<T> XM;      // d × N classifier input m ⊙ x under dropout
 
   template <typename U>
   static U* sized(std::vector<U>& v, size_t n) {
@@ -88,8 +110,8 @@ struct Workspace {
   }
 };
 
-// Bytes of PD gathered before their ∂V, ∂W product is flushed. Small enough
-// that PD is still in L2 when the GEMM packs it (measured: 4 MB windows were
+// Bytes of Q gathered before their ∂V, ∂W product is flushed. Small enough
+// that Q is still in L2 when the GEMM packs it (measured: 4 MB windows were
 // ~10 % slower per epoch than 512 KB), big enough that the accumulation GEMM
 // has a long inner dimension (~100 nodes at d = 25). It also bounds memory
 // however big the schedule.
@@ -129,36 +151,65 @@ inline void levelPreactivation(int d, int B, const T* c, const T* tz, const T* b
   }
 }
 
-// δ = g ⊙ (1 − x²), P[k·2d+i] = δ_k c_i, into each node's [P; δ] column; ∂b += δ.
+// δ = g ⊙ (1 − x²) for the B nodes of a level; ∂b += δ.
 template <typename T>
-inline void levelOuter(int d, int B, const T* x, const T* g, const T* c, T* pd, T* db) {
-  const int d2 = 2 * d, rows = d * d2 + d;
+inline void levelDelta(int d, int B, const T* x, const T* g, T* delta, T* db) {
+  for (int j = 0; j < B * d; j++) delta[j] = g[j] * (1 - x[j] * x[j]);
+  for (int j = 0; j < B; j++)
+    for (int q = 0; q < d; q++) db[q] += delta[static_cast<size_t>(j) * d + q];
+}
+
+// Rows of a Q column: the upper triangle of c cᵀ (c_i c_m for i ≤ m, row by
+// row), then c itself. ∂V[k] = Σ δ_k c cᵀ is symmetric, so its upper triangle
+// is all the weight gradient needs: half the GEMM of the full δ ⊗ c ⊗ c.
+inline int quadraticRows(int d) { return d * (2 * d + 1) + 2 * d; }
+
+template <typename T>
+inline void levelQuadratic(int d, int B, const T* c, T* q) {
+  const int d2 = 2 * d, rowsQ = quadraticRows(d);
   for (int j = 0; j < B; j++) {
-    const T* xj = x + static_cast<size_t>(j) * d;
-    const T* gj = g + static_cast<size_t>(j) * d;
     const T* cj = c + static_cast<size_t>(j) * d2;
-    T* p = pd + static_cast<size_t>(j) * rows;
-    T* delta = p + static_cast<size_t>(d) * d2;
-    for (int q = 0; q < d; q++) delta[q] = gj[q] * (1 - xj[q] * xj[q]);
-    for (int q = 0; q < d; q++) {
-      T* pq = p + static_cast<size_t>(q) * d2;
-      const T dq = delta[q];
+    T* qj = q + static_cast<size_t>(j) * rowsQ;
+    for (int i = 0; i < d2; i++) {
+      const T ci = cj[i];
+      const int n = d2 - i;
 #pragma omp simd
-      for (int i = 0; i < d2; i++) pq[i] = dq * cj[i];
+      for (int m = 0; m < n; m++) qj[m] = ci * cj[i + m];
+      qj += n;
     }
-    for (int q = 0; q < d; q++) db[q] += delta[q];
+    std::copy_n(cj, d2, qj);
+  }
+}
+
+// ∂V[k]_im and ∂V[k]_mi += dU[t(i,m)][k] (the same value: the gradient is
+// symmetric), ∂W_kj += dU[tri + j][k]; the inverse of levelQuadratic's packing.
+template <typename T>
+inline void unpackWeightGradient(int d, const T* dU, T* dV, T* dW) {
+  const int d2 = 2 * d, rowsQ = quadraticRows(d), tri = d * (d2 + 1);
+  for (int k = 0; k < d; k++) {
+    const T* u = dU + static_cast<size_t>(k) * rowsQ;
+    T* Vk = dV + static_cast<size_t>(k) * d2 * d2;
+    for (int i = 0; i < d2; i++) {
+      Vk[i * d2 + i] += *u++;
+      for (int m = i + 1; m < d2; m++, u++) {
+        Vk[i * d2 + m] += *u;
+        Vk[m * d2 + i] += *u;
+      }
+    }
+    T* Wk = dW + static_cast<size_t>(k) * d2;
+    for (int j = 0; j < d2; j++) Wk[j] += dU[static_cast<size_t>(k) * rowsQ + tri + j];
   }
 }
 
 // e_j += Σ_k δ_k·(Vs[k]c_j): the tensor's share of the error sent to the children.
 template <typename T>
-inline void levelTensorError(int d, int B, const T* tz, const T* pd, T* e) {
+inline void levelTensorError(int d, int B, const T* tz, const T* delta, T* e) {
   const int d2 = 2 * d, rows = d * d2 + d;
   for (int j = 0; j < B; j++) {
     const T* t = tz + static_cast<size_t>(j) * rows;
-    const T* delta = pd + static_cast<size_t>(j) * rows + static_cast<size_t>(d) * d2;
+    const T* dj = delta + static_cast<size_t>(j) * d;
     T* ej = e + static_cast<size_t>(j) * d2;
-    for (int q = 0; q < d; q++) axpy(ej, delta[q], t + static_cast<size_t>(q) * d2, d2);
+    for (int q = 0; q < d; q++) axpy(ej, dj[q], t + static_cast<size_t>(q) * d2, d2);
   }
 }
 
@@ -239,8 +290,21 @@ double forwardBackwardPrepared(const Dims& k, const T* params, T* grad, T* probs
     tanhInPlace(x, B * d);
   }
 
-  // Classifier on every node: y = softmax(Ws x + bs), loss −log y[label].
-  gemm(true, false, C, N, d, T(1), Ws, d, X, d, T(0), Y, C);
+  // Classifier on every node: y = softmax(Ws x̃ + bs), loss −log y[label],
+  // where x̃ = x, or m ⊙ x under dropout (the composition above always sees x).
+  const T* Xc = X;
+  T* M = nullptr;
+  if (s.dropoutRate > 0) {
+    M = Workspace<T>::sized(w.M, static_cast<size_t>(d) * N);
+    T* XM = Workspace<T>::sized(w.XM, static_cast<size_t>(d) * N);
+    const T scale = T(1 / (1 - s.dropoutRate));
+    for (size_t i = 0; i < static_cast<size_t>(d) * N; i++) {
+      M[i] = dropoutKeeps(s.dropoutSeed, i, s.dropoutRate) ? scale : T(0);
+      XM[i] = M[i] * X[i];
+    }
+    Xc = XM;
+  }
+  gemm(true, false, C, N, d, T(1), Ws, d, Xc, d, T(0), Y, C);
   double loss = 0;
   for (int n = 0; n < N; n++) {
     T* y = Y + static_cast<size_t>(n) * C;
@@ -268,27 +332,32 @@ double forwardBackwardPrepared(const Dims& k, const T* params, T* grad, T* probs
     }
     for (int i = 0; i < C; i++) grad[at.bs + i] += y[i];
   }
-  // ∂Ws is C×d row-major = d×C column-major: += X · δsᵀ.
-  gemm(false, true, d, C, N, T(1), X, d, Y, C, T(1), grad + at.Ws, d);
+  // ∂Ws is C×d row-major = d×C column-major: += X̃ · δsᵀ.
+  gemm(false, true, d, C, N, T(1), Xc, d, Y, C, T(1), grad + at.Ws, d);
   T* G = Workspace<T>::sized(w.G, static_cast<size_t>(d) * N);
   gemm(false, false, d, N, C, T(1), Ws, d, Y, C, T(0), G, d);
+  if (M) {
+    for (size_t i = 0; i < static_cast<size_t>(d) * N; i++) G[i] *= M[i];  // ∂x̃/∂x = m
+  }
 
   // A window never narrower than a level, and no wider than the batch needs.
-  const int windowCols = static_cast<int>(std::max<size_t>(16, kWeightGradientWindowBytes / (sizeof(T) * rowsVW)));
+  const int rowsQ = quadraticRows(d);
+  const int windowCols = static_cast<int>(std::max<size_t>(16, kWeightGradientWindowBytes / (sizeof(T) * rowsQ)));
   const int widestWindow = std::max(widest, std::min(windowCols, nInternal));
-  T* PD = Workspace<T>::sized(w.PD, static_cast<size_t>(rowsVW) * widestWindow);
+  T* Q = Workspace<T>::sized(w.Q, static_cast<size_t>(rowsQ) * widestWindow);
+  T* D = Workspace<T>::sized(w.D, static_cast<size_t>(d) * nInternal);
+  T* dU = Workspace<T>::sized(w.dU, static_cast<size_t>(rowsQ) * d);
+  std::fill_n(dU, static_cast<size_t>(rowsQ) * d, T(0));
   T* dC = Workspace<T>::sized(w.dC, static_cast<size_t>(d2) * widest);
   T* db = grad + at.b;
-  T* dVW = grad + at.V;  // ∂V then ∂W, contiguous like VW
-  // PD holds internal nodes [windowEnd − widestWindow, windowEnd); flushing
-  // adds ∂[Vf; W] += PD·Cᵀ over the nodes gathered since the last flush.
+  // Q holds internal nodes [windowEnd − widestWindow, windowEnd); flushing
+  // adds dU += Q·Dᵀ over the nodes gathered since the last flush.
   int windowEnd = nInternal, flushedTo = nInternal;
   auto flush = [&](int from) {
     const int cols = flushedTo - from;
     if (cols <= 0) return;
-    const T* pd = PD + static_cast<size_t>(from - (windowEnd - widestWindow)) * rowsVW;
-    // ∂VW (row-major (2d²+d)×2d = column-major 2d×(2d²+d)) += Cᵀ-side: C · PDᵀ.
-    gemm(false, true, d2, rowsVW, cols, T(1), Cin + static_cast<size_t>(from) * d2, d2, pd, rowsVW, T(1), dVW, d2);
+    const T* q = Q + static_cast<size_t>(from - (windowEnd - widestWindow)) * rowsQ;
+    gemm(false, true, rowsQ, d, cols, T(1), q, rowsQ, D + static_cast<size_t>(from) * d, d, T(1), dU, rowsQ);
     flushedTo = from;
   };
 
@@ -300,15 +369,14 @@ double forwardBackwardPrepared(const Dims& k, const T* params, T* grad, T* probs
       flush(i0 + B);
       windowEnd = i0 + B;
     }
-    T* pdLevel = PD + static_cast<size_t>(i0 - (windowEnd - widestWindow)) * rowsVW;
-    const T* X0 = X + static_cast<size_t>(first) * d;
-    const T* G0 = G + static_cast<size_t>(first) * d;
-    levelOuter(d, B, X0, G0, static_cast<const T*>(Cin + static_cast<size_t>(i0) * d2), pdLevel, db);
+    T* delta = D + static_cast<size_t>(i0) * d;
+    const T* c = Cin + static_cast<size_t>(i0) * d2;
+    levelDelta(d, B, static_cast<const T*>(X + static_cast<size_t>(first) * d), static_cast<const T*>(G + static_cast<size_t>(first) * d), delta, db);
+    levelQuadratic(d, B, c, Q + static_cast<size_t>(i0 - (windowEnd - widestWindow)) * rowsQ);
     // Error to the children: δc = Wᵀδ + Σ_k δ_k Vs[k]c, the Vs[k]c kept from the forward pass.
     // W row-major d × 2d is column-major 2d × d (ld 2d), i.e. Wᵀ as it stands.
-    gemm(false, false, d2, B, d, T(1), W, d2, pdLevel + static_cast<size_t>(d) * d2,
-         rowsVW, T(0), dC, d2);
-    levelTensorError(d, B, static_cast<const T*>(TZ + static_cast<size_t>(i0) * rowsVW), static_cast<const T*>(pdLevel), dC);
+    gemm(false, false, d2, B, d, T(1), W, d2, static_cast<const T*>(delta), d, T(0), dC, d2);
+    levelTensorError(d, B, static_cast<const T*>(TZ + static_cast<size_t>(i0) * rowsVW), static_cast<const T*>(delta), dC);
     for (int j = 0; j < B; j++) {
       const int n = first + j;
       const T* e = dC + static_cast<size_t>(j) * d2;
@@ -319,6 +387,7 @@ double forwardBackwardPrepared(const Dims& k, const T* params, T* grad, T* probs
     }
   }
   flush(0);
+  unpackWeightGradient(d, static_cast<const T*>(dU), grad + at.V, grad + at.W);
 
   // Leaves: ∂L[word] += g (times tanh' when the leaf activation is tanh).
   T* dL = grad + at.L;

@@ -2,7 +2,7 @@ import { compileChunks } from './batch';
 import type { FloatArray, Model, TensorName } from './model';
 import { TENSOR_NAMES } from './model';
 import { Random } from './random';
-import { createWorkspace, nativeDims, type NativeWorkspace } from './native';
+import { createWorkspace, nativeDims, type NativeWorkspace, type Schedule } from './native';
 import type { TreeNode } from './tree';
 
 export type Precision = 'float32' | 'float64';
@@ -21,16 +21,23 @@ export interface LossAndGradient<T extends FloatArray> {
  * writes and what other implementations compare against. In float64 the
  * parameters are widened first, which is how the gradient check runs.
  */
-export function lossAndGradient(model: Model, trees: readonly TreeNode[], precision: 'float64'): LossAndGradient<Float64Array>;
-export function lossAndGradient(model: Model, trees: readonly TreeNode[], precision?: 'float32'): LossAndGradient<Float32Array>;
-export function lossAndGradient(model: Model, trees: readonly TreeNode[], precision: Precision = 'float32'): LossAndGradient<FloatArray> {
+export function lossAndGradient(model: Model, trees: readonly TreeNode[], precision: 'float64', dropout?: Dropout): LossAndGradient<Float64Array>;
+export function lossAndGradient(model: Model, trees: readonly TreeNode[], precision?: 'float32', dropout?: Dropout): LossAndGradient<Float32Array>;
+export function lossAndGradient(model: Model, trees: readonly TreeNode[], precision: Precision = 'float32', dropout?: Dropout): LossAndGradient<FloatArray> {
   const params = precision === 'float64' ? Float64Array.from(model.params) : model.params;
   const gradient = precision === 'float64' ? new Float64Array(params.length) : new Float32Array(params.length);
   const workspace = createWorkspace();
   const dims = nativeDims(model);
   let loss = 0;
-  for (const batch of compileChunks(trees, model.vocab)) loss += workspace.forwardBackward(params, gradient, dims, batch);
+  for (const batch of chunks(model, trees, dropout)) loss += workspace.forwardBackward(params, gradient, dims, batch);
   return { loss, gradient, tensors: model.layout.views(gradient) };
+}
+
+/** Dropout on the classifier's input with a fixed mask (Schedule.dropout): chunk i of the trees uses seed + i. */
+export type Dropout = { rate: number; seed: number };
+
+function chunks(model: Model, trees: readonly TreeNode[], dropout?: Dropout): Schedule[] {
+  return [...compileChunks(trees, model.vocab)].map((batch, i) => (dropout ? { ...batch, dropout: { rate: dropout.rate, seed: dropout.seed + i } } : batch));
 }
 
 export interface GradientCheckOptions {
@@ -45,6 +52,8 @@ export interface GradientCheckOptions {
    * against rntn's finite differences.
    */
   analytic?: Float64Array;
+  /** Check the gradient under this dropout mask (it is fixed by the seed, so the loss is a smooth function). */
+  dropout?: Dropout;
 }
 
 export interface GroupCheck {
@@ -73,11 +82,11 @@ export function gradientCheck(model: Model, trees: readonly TreeNode[], options:
   const samples = options.samples ?? 200;
   const h = options.step ?? 1e-3;
   const params = Float64Array.from(model.params);
-  const analytic = options.analytic ?? lossAndGradient(model, trees, 'float64').gradient;
+  const analytic = options.analytic ?? lossAndGradient(model, trees, 'float64', options.dropout).gradient;
   if (analytic.length !== params.length) {
     throw new RangeError(`analytic gradient has ${analytic.length} values, the model has ${params.length}`);
   }
-  const batches = [...compileChunks(trees, model.vocab)];
+  const batches = chunks(model, trees, options.dropout);
   const workspace: NativeWorkspace = createWorkspace();
   const dims = nativeDims(model);
   const lossAt = (index: number, delta: number): number => {
@@ -89,7 +98,7 @@ export function gradientCheck(model: Model, trees: readonly TreeNode[], options:
     return loss;
   };
   const usedRows = new Set<number>();
-  for (const batch of batches) for (const w of batch.words) usedRows.add(w);
+  for (const batch of compileChunks(trees, model.vocab)) for (const w of batch.words) usedRows.add(w);
 
   const rng = new Random(options.seed ?? 1);
   const results: GroupCheck[] = [];

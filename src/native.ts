@@ -29,6 +29,12 @@ export interface Schedule {
   word: Int32Array;
   label: Int32Array;
   levelStart: Int32Array;
+  /**
+   * Dropout on the classifier's input, for training: each node's activation
+   * reaches Ws as m ⊙ x, m_q ∈ {0, 1/(1 − rate)} drawn from (seed, node,
+   * unit) by the native core, so the same schedule and seed give the same mask.
+   */
+  dropout?: { rate: number; seed: number };
 }
 
 /** Native scratch memory plus the math. One per thread; reuse it across calls. */

@@ -34,6 +34,25 @@ describe('finite-difference gradient check (float64)', () => {
     }
   }
 
+  for (const leaf of ['identity', 'tanh'] as const) {
+    it(`classifier dropout (rate 0.5), d = 4, leaf = ${leaf}: every group within 1e-6 under the fixed mask`, () => {
+      const trees = randomTrees(41, 6, [...WORDS, 'unseen']);
+      const model = perturbedModel(new Vocabulary(WORDS), 4, leaf, 3);
+      const dropout = { rate: 0.5, seed: 99 };
+      for (const c of gradientCheck(model, trees, { samples: 400, dropout })) {
+        expect(c.relativeError, `${c.group}: ${JSON.stringify(c)}`).toBeLessThanOrEqual(1e-6);
+      }
+      // The mask is real: the loss and gradient differ from the plain ones, and a mask is a function of its seed.
+      const plain = lossAndGradient(model, trees, 'float64');
+      const masked = lossAndGradient(model, trees, 'float64', dropout);
+      expect(masked.loss).not.toBe(plain.loss);
+      expect(lossAndGradient(model, trees, 'float64', dropout).loss).toBe(masked.loss);
+      expect(lossAndGradient(model, trees, 'float64', { rate: 0.5, seed: 100 }).loss).not.toBe(masked.loss);
+      // Rate 0 is no dropout at all.
+      expect(lossAndGradient(model, trees, 'float64', { rate: 0, seed: 99 }).loss).toBe(plain.loss);
+    });
+  }
+
   it('fails a gradient that is wrong in one coordinate (the check can fail)', () => {
     const trees = randomTrees(5, 4, WORDS);
     const model = perturbedModel(new Vocabulary(WORDS), 3, 'identity', 5);
