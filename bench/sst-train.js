@@ -30,6 +30,7 @@ const { values } = parseArgs({
     'min-count': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.minCount) },
     json: { type: 'boolean', default: false },
     threads: { type: 'string' },
+    dropout: { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.dropout) },
     sst: { type: 'string', default: SST_DIR },
   },
 });
@@ -44,6 +45,7 @@ const options = {
   lambda: { W: Number(values['lambda-w']), V: Number(values['lambda-v']), Ws: Number(values['lambda-ws']), L: Number(values['lambda-l']) },
   patience: values.patience === undefined ? undefined : Number(values.patience),
   minCount: Number(values['min-count']),
+  dropout: Number(values.dropout),
   threads: values.threads === undefined ? DEFAULT_TRAIN_OPTIONS.threads : Number(values.threads),
 };
 const PAPER = { allFine: 0.807, rootFine: 0.457, allBinary: 0.876, rootBinary: 0.854 };

@@ -40,6 +40,12 @@ function nonNegativeNumber(value: string): number {
   return n;
 }
 
+function dropoutRate(value: string): number {
+  const n = Number(value);
+  if (!(n >= 0 && n < 1)) throw new InvalidArgumentError('expected a rate in [0, 1)');
+  return n;
+}
+
 function nonNegativeInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer');
@@ -149,6 +155,7 @@ export function buildProgram(): Command {
     .option('--lambda-v <x>', 'L2 weight of V', nonNegativeNumber, d.lambda.V)
     .option('--lambda-ws <x>', 'L2 weight of Ws', nonNegativeNumber, d.lambda.Ws)
     .option('--lambda-l <x>', 'L2 weight of the word vectors', nonNegativeNumber, d.lambda.L)
+    .option('--dropout <rate>', "dropout on the classifier's input while training (0: none)", dropoutRate, d.dropout)
     .addOption(new Option('--leaf <activation>', 'leaf activation: identity (the paper) or tanh (CoreNLP)').choices(['identity', 'tanh']).default(d.leaf))
     .option('--seed <n>', 'random seed (initialisation and shuffling)', nonNegativeInt, d.seed)
     .option('--min-count <n>', 'words seen fewer times in training share the *UNK* vector', positiveInt, d.minCount)
@@ -185,6 +192,7 @@ export function buildProgram(): Command {
           learningRate: opts.lr,
           adagradResetEpochs: opts.adagradReset,
           lambda: { W: opts.lambdaW, V: opts.lambdaV, Ws: opts.lambdaWs, L: opts.lambdaL },
+          dropout: opts.dropout,
           seed: opts.seed,
           minCount: opts.minCount,
           evalEvery: opts.evalEvery,
@@ -301,6 +309,7 @@ interface TrainFlags {
   lambdaV: number;
   lambdaWs: number;
   lambdaL: number;
+  dropout: number;
   leaf: LeafActivation;
   seed: number;
   minCount: number;

@@ -14,7 +14,7 @@
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { TreeTableData } from './batch';
-import { native, type NativeDims } from './native';
+import { native, type NativeDims, type Schedule } from './native';
 
 /** What every worker receives once, at start (shared memory stays shared). */
 export interface WorkerInit {
@@ -26,7 +26,7 @@ export interface WorkerInit {
 
 export interface WorkerRequest {
   batch: number;
-  tasks: { shard: number; trees: Int32Array }[];
+  tasks: { shard: number; trees: Int32Array; dropout?: Schedule['dropout'] }[];
 }
 
 export interface ShardResult {
@@ -91,9 +91,10 @@ export class TrainingPool {
 
   /**
    * Computes the gradient of every shard (`shards[s]` = the table indices of
-   * shard s's trees) into `grads[s]`; resolves with the results in shard order.
+   * shard s's trees, under `dropout[s]` when given) into `grads[s]`; resolves
+   * with the results in shard order.
    */
-  run(shards: Int32Array[]): Promise<ShardResult[]> {
+  run(shards: Int32Array[], dropout?: Schedule['dropout'][]): Promise<ShardResult[]> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closed) return Promise.reject(new Error('the training pool is closed'));
     if (this.pending) return Promise.reject(new Error('the training pool is already running a batch'));
@@ -104,7 +105,7 @@ export class TrainingPool {
     return new Promise((resolve, reject) => {
       const perWorker = this.workers.map(() => [] as WorkerRequest['tasks']);
       shards.forEach((trees, shard) => {
-        if (trees.length > 0) perWorker[shard % this.workers.length].push({ shard, trees });
+        if (trees.length > 0) perWorker[shard % this.workers.length].push({ shard, trees, dropout: dropout?.[shard] });
       });
       const busy = perWorker.filter((tasks) => tasks.length > 0).length;
       this.pending = { batch, waiting: busy, results: [], resolve, reject };

@@ -15,7 +15,7 @@ const table = new TreeTable(init.table);
 const workspace = createWorkspace();
 
 parentPort!.on('message', (request: WorkerRequest) => {
-  const schedules = request.tasks.map((task) => table.compile(task.trees));
+  const schedules = request.tasks.map((task) => ({ ...table.compile(task.trees), dropout: task.dropout }));
   // One native call for all of this worker's shards: the parameters are prepared once.
   const grads = request.tasks.map((task) => init.grads[task.shard]);
   const losses = workspace.forwardBackwardShards(init.params, grads, init.dims, schedules);

@@ -183,6 +183,9 @@ describe('rntn train, eval and predict', () => {
     const badFlag = rntn('train', '--dim', 'zero');
     expect(badFlag.status).not.toBe(0);
     expect(badFlag.stderr).toMatch(/--dim.*positive integer/);
+    const dropout = rntn('train', '--dropout', '1');
+    expect(dropout.status).not.toBe(0);
+    expect(dropout.stderr).toMatch(/--dropout.*rate in \[0, 1\)/);
     const unknown = rntn('train', '--frobnicate');
     expect(unknown.status).not.toBe(0);
     expect(unknown.stderr).toMatch(/unknown option/);

@@ -11,7 +11,8 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rntn-pool-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const data = syntheticSplits(4);
-const options: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS, dim: 6, batchSize: 13, epochs: 3, seed: 2, shards: 4 };
+// Dropout on: its masks must not depend on the thread count either.
+const options: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS, dim: 6, batchSize: 13, epochs: 3, seed: 2, shards: 4, dropout: 0.3 };
 
 describe('multi-threaded training', () => {
   it('gives byte-identical models for 1, 2 and 3 threads', async () => {
@@ -25,8 +26,9 @@ describe('multi-threaded training', () => {
   });
 
   it('the shard count, not the thread count, fixes the arithmetic', async () => {
-    const a = await train(data.train.slice(0, 200), undefined, { ...options, threads: 1, shards: 1 });
-    const b = await train(data.train.slice(0, 200), undefined, { ...options, threads: 1, shards: 4 });
+    // Without dropout: its masks are drawn per shard, so they differ between shard counts by design.
+    const a = await train(data.train.slice(0, 200), undefined, { ...options, dropout: 0, threads: 1, shards: 1 });
+    const b = await train(data.train.slice(0, 200), undefined, { ...options, dropout: 0, threads: 1, shards: 4 });
     // Same math, different summation order: close, but not the same bytes.
     expect(encodeModel(a.model).equals(encodeModel(b.model))).toBe(false);
     let worst = 0;
@@ -34,10 +36,15 @@ describe('multi-threaded training', () => {
     expect(worst).toBeLessThan(1e-3);
   });
 
-  it('splits a batch into contiguous, near-equal shards', () => {
-    const shards = splitIntoShards(Int32Array.from([0, 1, 2, 3, 4, 5, 6]), 3);
-    expect(shards.map((s) => Array.from(s))).toEqual([[0, 1], [2, 3], [4, 5, 6]]);
-    expect(splitIntoShards(Int32Array.from([9]), 3).map((s) => s.length)).toEqual([0, 0, 1]);
+  it('splits a batch into shards of near-equal weight, each in batch order', () => {
+    const trees = Int32Array.from([10, 11, 12, 13, 14, 15, 16]);
+    const weight = (t: number) => [5, 1, 1, 4, 2, 2, 3][t - 10];
+    // Heaviest first to the lightest shard (ties to the lower): 5→0, 4→1, 3→2, 2→2, 2→1, 1→0, 1→2.
+    expect(splitIntoShards(trees, 3, weight).map((s) => Array.from(s))).toEqual([[10, 11], [13, 15], [12, 14, 16]]);
+    expect(splitIntoShards(Int32Array.from([9]), 3).map((s) => Array.from(s))).toEqual([[9], [], []]);
+    // Unit weights: sizes differ by at most one, and every tree lands exactly once.
+    const sizes = splitIntoShards(Int32Array.from({ length: 27 }, (_, i) => i), 4).map((s) => s.length);
+    expect(sizes).toEqual([7, 7, 7, 6]);
   });
 
   // Runs a pool with a worker script that fails, in a child process: the run

@@ -13,7 +13,8 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const data = syntheticSplits(3);
 const trainTrees = data.train.slice(0, 150);
 const devTrees = data.dev.slice(0, 40);
-const small: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS, dim: 6, batchSize: 10, epochs: 4, seed: 5 };
+// With dropout, so that determinism and resumption cover its masks too.
+const small: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS, dim: 6, batchSize: 10, epochs: 4, seed: 5, dropout: 0.3 };
 
 describe('AdaGrad', () => {
   it('adds λθ to the scaled gradient, divides by √(Σg²) + ε, and zeroes the gradient', () => {
