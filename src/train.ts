@@ -14,11 +14,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { distinctSorted, TreeTable } from './batch';
+import { TreeTable } from './batch';
 import { evaluate, type Metrics } from './evaluate';
 import { Model, type LeafActivation } from './model';
 import { native, nativeDims } from './native';
-import { TrainingPool } from './pool';
+import { TrainingPool, type UpdateConfig } from './pool';
 import { Random } from './random';
 import { removeStaleTemporaries, writeFileAtomic } from './files';
 import { decodeSafetensors, encodeSafetensors } from './safetensors';
@@ -155,6 +155,7 @@ export class NonFiniteError extends Error {
  * the sparse rows of L cost only what a batch touches.
  */
 export class AdaGrad {
+  /** Σg² per parameter; in shared memory, because the pool's workers apply the steps. */
   readonly history: Float32Array;
 
   constructor(
@@ -162,7 +163,7 @@ export class AdaGrad {
     readonly learningRate: number,
     readonly epsilon: number,
   ) {
-    this.history = new Float32Array(size);
+    this.history = new Float32Array(new SharedArrayBuffer(4 * size));
   }
 
   /**
@@ -171,7 +172,8 @@ export class AdaGrad {
    * order so the result does not depend on who computed them; then the
    * update, and the gradient ranges are zeroed for the next batch. Returns
    * false when a gradient value was not finite (the step is then garbage:
-   * the caller must stop). Runs in native code (native/adagrad.h).
+   * the caller must stop). Runs in native code (native/adagrad.h); during
+   * training each pool worker runs it on its share (src/pool.ts, updateShare).
    */
   step(params: Float32Array, grads: Float32Array[], ranges: Int32Array, lambdas: Float32Array, scale: number): boolean {
     return native().adagradStep(params, this.history, grads, ranges, lambdas, scale, this.learningRate, this.epsilon);
@@ -260,11 +262,17 @@ export async function train(
   const treeNodes = (tree: number) => table.treeStart[tree + 1] - table.treeStart[tree];
   const d = model.config.dim;
   const lambdaOf = { V: options.lambda.V, W: options.lambda.W, b: 0, Ws: options.lambda.Ws, bs: 0 } as const;
-  const denseGroups = (['V', 'W', 'b', 'Ws', 'bs'] as const).map((name) => ({
-    start: layout.offsets[name],
-    end: layout.offsets[name] + layout.count(name),
-    lambda: lambdaOf[name],
-  }));
+  const update: UpdateConfig = {
+    history: adagrad.history,
+    learningRate: adagrad.learningRate,
+    epsilon: adagrad.epsilon,
+    dense: (['V', 'W', 'b', 'Ws', 'bs'] as const).map((name) => ({
+      start: layout.offsets[name],
+      end: layout.offsets[name] + layout.count(name),
+      lambda: lambdaOf[name],
+    })),
+    rows: { offset: layout.offsets.L, dim: d, lambda: options.lambda.L },
+  };
 
   let stoppedBy: TrainResult['stoppedBy'] = 'epochs';
   if (options.checkpointDir) removeStaleTemporaries(path.join(options.checkpointDir, CHECKPOINT_FILE));
@@ -277,7 +285,7 @@ export async function train(
     writeCheckpoint(lastCheckpoint, model, adagrad.history, best, options, state);
   };
 
-  const pool = new TrainingPool({ threads: options.threads, params, grads, table: table.data, dims: nativeDims(model) });
+  const pool = new TrainingPool({ threads: options.threads, params, grads, table: table.data, dims: nativeDims(model), update });
   try {
     training: while (state.epoch < options.epochs) {
       if (state.batch === 0 && options.adagradResetEpochs > 0 && state.epoch > 0 && state.epoch % options.adagradResetEpochs === 0) {
@@ -295,13 +303,7 @@ export async function train(
         const members = Int32Array.from(order.slice(state.batch * options.batchSize, (state.batch + 1) * options.batchSize));
         const shards = splitIntoShards(members, options.shards, treeNodes);
         const dropout = (options.dropout ?? 0) > 0 ? shards.map((_, shard) => ({ rate: options.dropout, seed: dropoutSeed(options.seed, state.epoch, state.batch, shard) })) : undefined;
-        const results = await pool.run(shards, dropout);
-        let loss = 0;
-        let nodes = 0;
-        for (const r of results) {
-          loss += r.loss;
-          nodes += r.nodes;
-        }
+        const { loss, nodes, gradientFinite } = await pool.run(shards, 1 / members.length, dropout);
         const diverged = (what: string) =>
           new NonFiniteError(
             `the ${what} became non-finite in epoch ${state.epoch + 1}, batch ${state.batch + 1} of ${batches}` +
@@ -309,22 +311,7 @@ export async function train(
               ' (a smaller --lr usually helps)',
           );
         if (!Number.isFinite(loss)) throw diverged('loss');
-        // The dense groups, then only the rows of L some shard touched.
-        const rows = distinctSorted(results.flatMap((r) => Array.from(r.words)));
-        const ranges = new Int32Array(2 * (denseGroups.length + rows.length));
-        const lambdas = new Float32Array(denseGroups.length + rows.length);
-        denseGroups.forEach((g, i) => {
-          ranges[2 * i] = g.start;
-          ranges[2 * i + 1] = g.end;
-          lambdas[i] = g.lambda;
-        });
-        rows.forEach((w, j) => {
-          const i = denseGroups.length + j;
-          ranges[2 * i] = layout.offsets.L + w * d;
-          ranges[2 * i + 1] = layout.offsets.L + (w + 1) * d;
-          lambdas[i] = options.lambda.L;
-        });
-        if (!adagrad.step(params, grads, ranges, lambdas, 1 / members.length)) throw diverged('gradient');
+        if (!gradientFinite) throw diverged('gradient');
         epochLoss += loss;
         epochNodes += nodes;
         epochSentences += members.length;

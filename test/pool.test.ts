@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { encodeModel } from '../src/model-file';
 import { syntheticSplits } from '../src/synthetic';
+import { updateShare, type UpdateConfig } from '../src/pool';
 import { DEFAULT_TRAIN_OPTIONS, splitIntoShards, train, type TrainOptions } from '../src/train';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rntn-pool-'));
@@ -47,6 +48,33 @@ describe('multi-threaded training', () => {
     expect(sizes).toEqual([7, 7, 7, 6]);
   });
 
+  it("shares each update out so that the workers' shares cover every index exactly once", () => {
+    const config: UpdateConfig = {
+      history: new Float32Array(0),
+      learningRate: 0.1,
+      epsilon: 1e-3,
+      dense: [{ start: 0, end: 10, lambda: 1 }, { start: 10, end: 13, lambda: 0 }, { start: 13, end: 14, lambda: 2 }],
+      rows: { offset: 14, dim: 3, lambda: 5 },
+    };
+    const rows = Int32Array.of(0, 2, 3, 7);
+    const expected = new Map<number, number>();
+    for (const g of config.dense) for (let i = g.start; i < g.end; i++) expected.set(i, g.lambda);
+    for (const r of rows) for (let q = 0; q < 3; q++) expected.set(14 + 3 * r + q, 5);
+    for (const workers of [1, 2, 3, 4, 7]) {
+      const seen = new Map<number, number>();
+      for (let w = 0; w < workers; w++) {
+        const { ranges, lambdas } = updateShare(config, rows, w, workers);
+        for (let j = 0; j < lambdas.length; j++) {
+          for (let i = ranges[2 * j]; i < ranges[2 * j + 1]; i++) {
+            expect(seen.has(i), `index ${i} twice with ${workers} workers`).toBe(false);
+            seen.set(i, lambdas[j]);
+          }
+        }
+      }
+      expect(new Map([...seen].sort((a, b) => a[0] - b[0]))).toEqual(expected);
+    }
+  });
+
   // Runs a pool with a worker script that fails, in a child process: the run
   // must reject with the worker's error and the process must then exit by
   // itself (no thread, timer or handle left behind).
@@ -60,8 +88,9 @@ describe('multi-threaded training', () => {
       const script = `
         const { TrainingPool } = require(${JSON.stringify(path.resolve(__dirname, '../lib/pool.js'))});
         const shared = (n) => new Float32Array(new SharedArrayBuffer(4 * n));
-        const pool = new TrainingPool({ threads: 2, params: shared(4), grads: [shared(4), shared(4)], table: {}, dims: {}, workerScript: ${JSON.stringify(worker)} });
-        pool.run([Int32Array.of(0), Int32Array.of(1)]).then(
+        const update = { history: shared(4), learningRate: 0.1, epsilon: 1e-3, dense: [], rows: { offset: 0, dim: 1, lambda: 0 } };
+        const pool = new TrainingPool({ threads: 2, params: shared(4), grads: [shared(4), shared(4)], table: {}, dims: { vocab: 4 }, update, workerScript: ${JSON.stringify(worker)} });
+        pool.run([Int32Array.of(0), Int32Array.of(1)], 1).then(
           () => { console.log('resolved'); },
           (e) => { console.log('rejected: ' + e.message); },
         );`;
