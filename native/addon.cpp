@@ -127,22 +127,23 @@ Schedule scheduleArg(const Napi::Value& v, const Dims& k) {
   }
   for (int l = 0; l < levels; l++) {
     for (int32_t n = levelStart.data[l]; n < levelStart.data[l + 1]; n++) {
-      const std::string at = " of node " + std::to_string(n) + " (level " + std::to_string(l) + ")";
+      // Built only for a message: this loop runs over every node of every training shard.
+      const auto at = [n, l] { return " of node " + std::to_string(n) + " (level " + std::to_string(l) + ")"; };
       if (label.data[n] < -1 || label.data[n] >= k.classes) {
-        throwRange(env, "label " + std::to_string(label.data[n]) + at + " must be -1 or in [0, " +
+        throwRange(env, "label " + std::to_string(label.data[n]) + at() + " must be -1 or in [0, " +
                             std::to_string(k.classes) + ")");
       }
       if (l == 0) {
-        if (left.data[n] != -1 || right.data[n] != -1) throwRange(env, "children" + at + " must be -1: level 0 holds leaves");
+        if (left.data[n] != -1 || right.data[n] != -1) throwRange(env, "children" + at() + " must be -1: level 0 holds leaves");
         if (word.data[n] < 0 || word.data[n] >= k.vocab) {
-          throwRange(env, "word id " + std::to_string(word.data[n]) + at + " must be in [0, " + std::to_string(k.vocab) + ")");
+          throwRange(env, "word id " + std::to_string(word.data[n]) + at() + " must be in [0, " + std::to_string(k.vocab) + ")");
         }
       } else {
-        if (word.data[n] != -1) throwRange(env, "word id" + at + " must be -1: only level 0 holds leaves");
+        if (word.data[n] != -1) throwRange(env, "word id" + at() + " must be -1: only level 0 holds leaves");
         const int32_t limit = levelStart.data[l];
         for (int32_t child : {left.data[n], right.data[n]}) {
           if (child < 0 || child >= limit) {
-            throwRange(env, "child " + std::to_string(child) + at + " must be a node of an earlier level, in [0, " +
+            throwRange(env, "child " + std::to_string(child) + at() + " must be a node of an earlier level, in [0, " +
                                 std::to_string(limit) + ")");
           }
         }
