@@ -1,48 +1,67 @@
 /**
- * A training worker (src/pool.ts): compiles its shards of each minibatch from
- * the shared tree table, runs forward/backward on them with its own native
- * workspace, reading the parameters in place and adding each shard's gradient
- * into that shard's shared buffer; then, once every worker's shards are done,
- * applies the AdaGrad step to its share of the parameters.
+ * A training worker (src/pool.ts). For each minibatch the main thread posts
+ * through shared memory, it compiles its shards from the shared tree table,
+ * runs forward/backward on them with its own native workspace (reading the
+ * parameters in place, adding each shard's gradient into that shard's shared
+ * buffer), waits until every worker's shards are done, applies the AdaGrad
+ * step to its share of the parameters, and counts itself done.
+ *
+ * It runs as one loop that blocks in Atomics.wait between batches and never
+ * returns to its event loop until the pool closes.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import { distinctSorted, TreeTable } from './batch';
-import { createWorkspace, native } from './native';
-import { barrier, updateShare, type WorkerInit, type WorkerReply, type WorkerRequest } from './pool';
+import { createWorkspace, native, type Schedule } from './native';
+import { aborted, barrier, DONE, SEQUENCE, updateShare, type WorkerInit } from './pool';
 
 const init = workerData as WorkerInit;
 const table = new TreeTable(init.table);
 const workspace = createWorkspace();
+const { control, trees, shardStart, dropout, scalars, shardWords, shardWordCount, shardLoss, workerNodes, workerFinite } = init.channel;
 const shards = init.grads.length;
 const stripe = Math.max(1, init.dims.vocab);
+const u = init.update;
 
-parentPort!.on('message', (request: WorkerRequest) => {
-  const schedules = request.tasks.map((task) => ({ ...table.compile(task.trees), dropout: task.dropout }));
-  // One native call for all of this worker's shards: the parameters are prepared once.
-  const grads = request.tasks.map((task) => init.grads[task.shard]);
-  const losses = workspace.forwardBackwardShards(init.params, grads, init.dims, schedules);
-  let nodes = 0;
-  request.tasks.forEach((task, i) => {
-    init.shardLoss[task.shard] = losses[i];
-    init.shardWords.set(schedules[i].words, task.shard * stripe);
-    init.shardWordCount[task.shard] = schedules[i].words.length;
-    nodes += schedules[i].left.length;
+// From 0, the channel's first value: the first batch may be posted before this worker has started.
+for (let seen = 0; ; ) {
+  while (Atomics.load(control, SEQUENCE) === seen && !aborted(control)) Atomics.wait(control, SEQUENCE, seen);
+  if (aborted(control)) break;
+  seen = Atomics.load(control, SEQUENCE);
+
+  // Shard s belongs to worker s mod workers; the split does not change the arithmetic (src/pool.ts).
+  const mine: number[] = [];
+  for (let s = init.worker; s < shards; s += init.workers) if (shardStart[s + 1] > shardStart[s]) mine.push(s);
+  const compiled = mine.map((s) => table.compile(trees.subarray(shardStart[s], shardStart[s + 1])));
+  const schedules: Schedule[] = compiled.map((schedule, i) => {
+    const rate = dropout[2 * mine[i]];
+    return rate > 0 ? { ...schedule, dropout: { rate, seed: dropout[2 * mine[i] + 1] } } : schedule;
   });
-  // Aborted: the pool is closing this worker; there is no one left to reply to.
-  if (!barrier(init.control, init.workers)) return;
+  // One native call for all of this worker's shards: the parameters are prepared once.
+  const losses = workspace.forwardBackwardShards(
+    init.params,
+    mine.map((s) => init.grads[s]),
+    init.dims,
+    schedules,
+  );
+  let nodes = 0;
+  mine.forEach((s, i) => {
+    shardLoss[s] = losses[i];
+    shardWords.set(compiled[i].words, s * stripe);
+    shardWordCount[s] = compiled[i].words.length;
+    nodes += compiled[i].left.length;
+  });
+  if (!barrier(control, init.workers)) break;
 
-  let lossFinite = true;
-  for (let s = 0; s < shards; s++) if (!Number.isFinite(init.shardLoss[s])) lossFinite = false;
+  // Every shard is done. A non-finite loss skips the update: the trainer stops on it.
   let finite = true;
-  if (lossFinite) {
+  if (Array.from(shardLoss.subarray(0, shards)).every(Number.isFinite)) {
     const touched: number[] = [];
-    for (let s = 0; s < shards; s++) {
-      const words = init.shardWords.subarray(s * stripe, s * stripe + init.shardWordCount[s]);
-      for (const w of words) touched.push(w);
-    }
-    const { ranges, lambdas } = updateShare(init.update, distinctSorted(touched), init.worker, init.workers);
-    const u = init.update;
-    finite = native().adagradStep(init.params, u.history, init.grads, ranges, lambdas, request.scale, u.learningRate, u.epsilon);
+    for (let s = 0; s < shards; s++) for (const w of shardWords.subarray(s * stripe, s * stripe + shardWordCount[s])) touched.push(w);
+    const { ranges, lambdas } = updateShare(u, distinctSorted(touched), init.worker, init.workers);
+    finite = native().adagradStep(init.params, u.history, init.grads, ranges, lambdas, scalars[0], u.learningRate, u.epsilon);
   }
-  parentPort!.postMessage({ batch: request.batch, nodes, finite } satisfies WorkerReply);
-});
+  workerNodes[init.worker] = nodes;
+  workerFinite[init.worker] = finite ? 1 : 0;
+  Atomics.add(control, DONE, 1);
+  Atomics.notify(control, DONE);
+}

@@ -84,12 +84,13 @@ describe('multi-threaded training', () => {
   ] as const) {
     it(`a worker that ${name} fails the run, and the process exits afterwards`, () => {
       const worker = path.join(tmp, `failing-${name}.js`);
-      fs.writeFileSync(worker, `require('node:worker_threads').parentPort.on('message', () => { ${body} });\n`);
+      // It fails a moment after start, while the main thread waits for the batch.
+      fs.writeFileSync(worker, `setTimeout(() => { ${body} }, 50);\n`);
       const script = `
         const { TrainingPool } = require(${JSON.stringify(path.resolve(__dirname, '../lib/pool.js'))});
         const shared = (n) => new Float32Array(new SharedArrayBuffer(4 * n));
         const update = { history: shared(4), learningRate: 0.1, epsilon: 1e-3, dense: [], rows: { offset: 0, dim: 1, lambda: 0 } };
-        const pool = new TrainingPool({ threads: 2, params: shared(4), grads: [shared(4), shared(4)], table: {}, dims: { vocab: 4 }, update, workerScript: ${JSON.stringify(worker)} });
+        const pool = new TrainingPool({ threads: 2, params: shared(4), grads: [shared(4), shared(4)], table: { treeStart: new Int32Array(3) }, dims: { vocab: 4 }, update, workerScript: ${JSON.stringify(worker)} });
         pool.run([Int32Array.of(0), Int32Array.of(1)], 1).then(
           () => { console.log('resolved'); },
           (e) => { console.log('rejected: ' + e.message); },
@@ -101,4 +102,31 @@ describe('multi-threaded training', () => {
       expect(Date.now() - started).toBeLessThan(30_000);
     });
   }
+
+  it('a shard that fails in one real worker fails the run while the other waits at the barrier, and the process exits', () => {
+    // Shard 1 names a tree the table does not have: worker 1 throws, worker 0 has done shard 0 and waits for it.
+    const script = `
+      const { TrainingPool } = require(${JSON.stringify(path.resolve(__dirname, '../lib/pool.js'))});
+      const { TreeTable } = require(${JSON.stringify(path.resolve(__dirname, '../lib/batch.js'))});
+      const { Model } = require(${JSON.stringify(path.resolve(__dirname, '../lib/model.js'))});
+      const { nativeDims } = require(${JSON.stringify(path.resolve(__dirname, '../lib/native.js'))});
+      const { syntheticSplits } = require(${JSON.stringify(path.resolve(__dirname, '../lib/synthetic.js'))});
+      const { Vocabulary } = require(${JSON.stringify(path.resolve(__dirname, '../lib/vocab.js'))});
+      const trees = syntheticSplits(1).train.slice(0, 20);
+      const vocab = Vocabulary.fromTrees(trees);
+      const model = Model.create(vocab, { dim: 4, seed: 1 });
+      const shared = (n) => new Float32Array(new SharedArrayBuffer(4 * n));
+      const params = shared(model.params.length);
+      params.set(model.params);
+      const update = { history: shared(params.length), learningRate: 0.1, epsilon: 1e-3, dense: [], rows: { offset: 0, dim: 4, lambda: 0 } };
+      const table = TreeTable.fromTrees(trees, vocab, { shared: true });
+      const pool = new TrainingPool({ threads: 2, params, grads: [shared(params.length), shared(params.length)], table: table.data, dims: nativeDims(model), update });
+      pool.run([Int32Array.of(0, 1, 2), Int32Array.of(5, 1e6)], 0.2).then(
+        () => { console.log('resolved'); },
+        (e) => { console.log('rejected: ' + e.message); },
+      );`;
+    const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 });
+    expect(run.signal, 'the process hung and was killed').toBeNull();
+    expect(run.stdout).toMatch(/rejected: /);
+  });
 });
