@@ -40,6 +40,28 @@ describe('AdaGrad', () => {
     opt.reset();
     expect(Array.from(opt.history)).toEqual([0, 0]);
   });
+
+  it('sums the shards in shard order, bit for bit, for any shard count', () => {
+    const f = Math.fround;
+    const n = 37; // not a multiple of a vector width
+    for (const shards of [1, 2, 3, 4, 5, 7]) {
+      const start = Float32Array.from({ length: n }, (_, i) => Math.sin(i + shards));
+      const grads = Array.from({ length: shards }, (_, s) => Float32Array.from({ length: n }, (_, i) => Math.cos(3 * i + s) * 10 ** ((i % 5) - 2)));
+      // The reference, in float32 arithmetic: ((g0 + g1) + g2) + …, then the update.
+      const expected = Float32Array.from(start, (theta, i) => {
+        let sum = grads[0][i];
+        for (let s = 1; s < shards; s++) sum = f(sum + grads[s][i]);
+        const g = f(f(f(0.25) * sum) + f(f(0.01) * theta));
+        const h = f(g * g);
+        return f(theta - f(f(f(0.1) * g) / f(f(Math.sqrt(h)) + f(1e-3))));
+      });
+      const params = Float32Array.from(start);
+      const opt = new AdaGrad(n, 0.1, 1e-3);
+      expect(opt.step(params, grads, Int32Array.of(0, n), Float32Array.of(0.01), 0.25)).toBe(true);
+      expect(Array.from(params), `${shards} shards`).toEqual(Array.from(expected));
+      for (const g of grads) expect(g.every((x) => x === 0)).toBe(true);
+    }
+  });
 });
 
 describe('train', () => {
