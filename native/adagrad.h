@@ -1,7 +1,8 @@
 // AdaGrad over index ranges of the parameter buffer, summing per-shard
-// gradients in shard order (src/train.ts explains why the order is fixed).
-// In native code because it runs on the main thread between minibatches,
-// where every microsecond is serial time the workers wait for.
+// gradients in shard order (src/pool.ts explains why the order is fixed).
+// In native code because it sits between every two minibatches: each pool
+// worker runs it on its share of the parameters once all shards are done,
+// and the others wait for the slowest share before the next batch.
 #pragma once
 
 #include <cmath>
