@@ -31,6 +31,8 @@ const { values } = parseArgs({
     json: { type: 'boolean', default: false },
     threads: { type: 'string' },
     dropout: { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.dropout) },
+    'lr-drop-epoch': { type: 'string' },
+    'lr-drop-factor': { type: 'string', default: '0.1' },
     sst: { type: 'string', default: SST_DIR },
   },
 });
@@ -46,6 +48,7 @@ const options = {
   patience: values.patience === undefined ? undefined : Number(values.patience),
   minCount: Number(values['min-count']),
   dropout: Number(values.dropout),
+  learningRateDrop: values['lr-drop-epoch'] === undefined ? undefined : { epoch: Number(values['lr-drop-epoch']), factor: Number(values['lr-drop-factor']) },
   threads: values.threads === undefined ? DEFAULT_TRAIN_OPTIONS.threads : Number(values.threads),
 };
 const PAPER = { allFine: 0.807, rootFine: 0.457, allBinary: 0.876, rootBinary: 0.854 };

@@ -43,7 +43,6 @@ export interface UpdateRange {
 export interface UpdateConfig {
   /** Σg² per parameter (shared memory). */
   history: Float32Array;
-  learningRate: number;
   epsilon: number;
   /** Updated every batch, whole: the groups before L, in buffer order. */
   dense: UpdateRange[];
@@ -60,7 +59,7 @@ export interface BatchChannel {
   shardStart: Int32Array;
   /** Per shard: dropout rate (0: none) and mask seed. */
   dropout: Float64Array;
-  /** [scale]: the loss's scale, 1 / trees in the batch. */
+  /** [scale, learning rate]: the loss's scale (1 / trees in the batch) and this batch's AdaGrad learning rate. */
   scalars: Float64Array;
   /** Per shard: its distinct word ids, in its stripe of `vocab` slots, and how many there are. */
   shardWords: Int32Array;
@@ -143,7 +142,7 @@ export class TrainingPool {
       trees: int32(treeCount),
       shardStart: int32(shards + 1),
       dropout: float64(2 * shards),
-      scalars: float64(1),
+      scalars: float64(2),
       shardWords: int32(shards * Math.max(1, options.dims.vocab)),
       shardWordCount: int32(shards),
       shardLoss: float64(shards),
@@ -179,10 +178,10 @@ export class TrainingPool {
   /**
    * Computes the gradient of every shard (`shards[s]` = the table indices of
    * shard s's trees, under `dropout[s]` when given) into `grads[s]`, then
-   * applies the update with the loss scaled by `scale`. Resolves once the
-   * parameters are updated.
+   * applies the update with the loss scaled by `step.scale` and learning
+   * rate `step.learningRate`. Resolves once the parameters are updated.
    */
-  async run(shards: Int32Array[], scale: number, dropout?: Schedule['dropout'][]): Promise<BatchResult> {
+  async run(shards: Int32Array[], step: { scale: number; learningRate: number }, dropout?: Schedule['dropout'][]): Promise<BatchResult> {
     if (this.failure) throw this.failure;
     if (this.closed) throw new Error('the training pool is closed');
     if (this.running) throw new Error('the training pool is already running a batch');
@@ -201,7 +200,8 @@ export class TrainingPool {
         c.dropout[2 * s + 1] = dropout?.[s]?.seed ?? 0;
       });
       c.shardStart[shards.length] = at;
-      c.scalars[0] = scale;
+      c.scalars[0] = step.scale;
+      c.scalars[1] = step.learningRate;
       // Empty shards (a last batch smaller than the shard count) touch no words and have no loss.
       c.shardWordCount.fill(0);
       c.shardLoss.fill(0);

@@ -42,6 +42,11 @@ export interface TrainOptions {
   /** Stop after the batch during which this many minutes of training have passed (summed over resumes). */
   maxMinutes?: number;
   learningRate: number;
+  /**
+   * From this epoch on (counting from 1), the learning rate is
+   * learningRate × learningRateDrop.factor; undefined keeps it constant.
+   */
+  learningRateDrop?: { epoch: number; factor: number };
   /** Added to √(Σg²) in AdaGrad's denominator. */
   adagradEpsilon: number;
   /** Clear AdaGrad's history every this many epochs (CoreNLP: 1); 0 never. */
@@ -264,7 +269,6 @@ export async function train(
   const lambdaOf = { V: options.lambda.V, W: options.lambda.W, b: 0, Ws: options.lambda.Ws, bs: 0 } as const;
   const update: UpdateConfig = {
     history: adagrad.history,
-    learningRate: adagrad.learningRate,
     epsilon: adagrad.epsilon,
     dense: (['V', 'W', 'b', 'Ws', 'bs'] as const).map((name) => ({
       start: layout.offsets[name],
@@ -303,7 +307,9 @@ export async function train(
         const members = Int32Array.from(order.slice(state.batch * options.batchSize, (state.batch + 1) * options.batchSize));
         const shards = splitIntoShards(members, options.shards, treeNodes);
         const dropout = (options.dropout ?? 0) > 0 ? shards.map((_, shard) => ({ rate: options.dropout, seed: dropoutSeed(options.seed, state.epoch, state.batch, shard) })) : undefined;
-        const { loss, nodes, gradientFinite } = await pool.run(shards, 1 / members.length, dropout);
+        const drop = options.learningRateDrop;
+        const learningRate = drop && state.epoch + 1 >= drop.epoch ? options.learningRate * drop.factor : options.learningRate;
+        const { loss, nodes, gradientFinite } = await pool.run(shards, { scale: 1 / members.length, learningRate }, dropout);
         const diverged = (what: string) =>
           new NonFiniteError(
             `the ${what} became non-finite in epoch ${state.epoch + 1}, batch ${state.batch + 1} of ${batches}` +

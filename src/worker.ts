@@ -58,7 +58,7 @@ for (let seen = 0; ; ) {
     const touched: number[] = [];
     for (let s = 0; s < shards; s++) for (const w of shardWords.subarray(s * stripe, s * stripe + shardWordCount[s])) touched.push(w);
     const { ranges, lambdas } = updateShare(u, distinctSorted(touched), init.worker, init.workers);
-    finite = native().adagradStep(init.params, u.history, init.grads, ranges, lambdas, scalars[0], u.learningRate, u.epsilon);
+    finite = native().adagradStep(init.params, u.history, init.grads, ranges, lambdas, scalars[0], scalars[1], u.epsilon);
   }
   workerNodes[init.worker] = nodes;
   workerFinite[init.worker] = finite ? 1 : 0;

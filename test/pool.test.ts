@@ -51,7 +51,6 @@ describe('multi-threaded training', () => {
   it("shares each update out so that the workers' shares cover every index exactly once", () => {
     const config: UpdateConfig = {
       history: new Float32Array(0),
-      learningRate: 0.1,
       epsilon: 1e-3,
       dense: [{ start: 0, end: 10, lambda: 1 }, { start: 10, end: 13, lambda: 0 }, { start: 13, end: 14, lambda: 2 }],
       rows: { offset: 14, dim: 3, lambda: 5 },
@@ -89,9 +88,9 @@ describe('multi-threaded training', () => {
       const script = `
         const { TrainingPool } = require(${JSON.stringify(path.resolve(__dirname, '../lib/pool.js'))});
         const shared = (n) => new Float32Array(new SharedArrayBuffer(4 * n));
-        const update = { history: shared(4), learningRate: 0.1, epsilon: 1e-3, dense: [], rows: { offset: 0, dim: 1, lambda: 0 } };
+        const update = { history: shared(4), epsilon: 1e-3, dense: [], rows: { offset: 0, dim: 1, lambda: 0 } };
         const pool = new TrainingPool({ threads: 2, params: shared(4), grads: [shared(4), shared(4)], table: { treeStart: new Int32Array(3) }, dims: { vocab: 4 }, update, workerScript: ${JSON.stringify(worker)} });
-        pool.run([Int32Array.of(0), Int32Array.of(1)], 1).then(
+        pool.run([Int32Array.of(0), Int32Array.of(1)], { scale: 1, learningRate: 0.1 }).then(
           () => { console.log('resolved'); },
           (e) => { console.log('rejected: ' + e.message); },
         );`;
@@ -118,10 +117,10 @@ describe('multi-threaded training', () => {
       const shared = (n) => new Float32Array(new SharedArrayBuffer(4 * n));
       const params = shared(model.params.length);
       params.set(model.params);
-      const update = { history: shared(params.length), learningRate: 0.1, epsilon: 1e-3, dense: [], rows: { offset: 0, dim: 4, lambda: 0 } };
+      const update = { history: shared(params.length), epsilon: 1e-3, dense: [], rows: { offset: 0, dim: 4, lambda: 0 } };
       const table = TreeTable.fromTrees(trees, vocab, { shared: true });
       const pool = new TrainingPool({ threads: 2, params, grads: [shared(params.length), shared(params.length)], table: table.data, dims: nativeDims(model), update });
-      pool.run([Int32Array.of(0, 1, 2), Int32Array.of(5, 1e6)], 0.2).then(
+      pool.run([Int32Array.of(0, 1, 2), Int32Array.of(5, 1e6)], { scale: 0.2, learningRate: 0.1 }).then(
         () => { console.log('resolved'); },
         (e) => { console.log('rejected: ' + e.message); },
       );`;

@@ -148,6 +148,19 @@ describe('train', () => {
     expect(fs.existsSync(other)).toBe(true);
   });
 
+  it('drops the learning rate from the given epoch on', async () => {
+    // Factor 0 from epoch 3: epochs 3 and 4 leave the parameters as epoch 2 did.
+    const two = await train(trainTrees, undefined, { ...small, epochs: 2 });
+    const frozen = await train(trainTrees, undefined, { ...small, epochs: 4, learningRateDrop: { epoch: 3, factor: 0 } });
+    expect(Array.from(frozen.model.params)).toEqual(Array.from(two.model.params));
+    // A factor of 1 is no drop at all; a real drop changes the result.
+    const whole = await train(trainTrees, undefined, small);
+    const same = await train(trainTrees, undefined, { ...small, learningRateDrop: { epoch: 2, factor: 1 } });
+    expect(Array.from(same.model.params)).toEqual(Array.from(whole.model.params));
+    const dropped = await train(trainTrees, undefined, { ...small, learningRateDrop: { epoch: 2, factor: 0.1 } });
+    expect(Array.from(dropped.model.params)).not.toEqual(Array.from(whole.model.params));
+  });
+
   it('stops early after `patience` evaluations without improvement', async () => {
     // A learning rate this small cannot move the dev accuracy after the first epoch.
     const result = await train(trainTrees, devTrees, { ...small, epochs: 20, learningRate: 1e-9, patience: 2 });
