@@ -3,9 +3,9 @@
 // seeds, and prints the four Table 1 metrics per seed, their mean, the wall
 // time and the paper's row beside them (Socher et al. 2013, RNTN).
 //
-//   node bench/sst-train.js [--seeds 1,2,3] [--epochs 60] [--dim 25] [--leaf identity|tanh]
-//                           [--lr 0.01] [--lambda-w 1e-3] [--lambda-v 1e-3] [--lambda-ws 1e-4] [--lambda-l 1e-4]
-//                           [--patience K] [--min-count 2] [--threads N] [--json]
+//   node bench/sst-train.js [--seeds 1,2,3] [--epochs 40] [--dim 25] [--leaf identity|tanh]
+//                           [--lr 0.01] [--lambda-w 1e-3] [--lambda-v 0.3] [--lambda-ws 1e-4] [--lambda-l 1e-4]
+//                           [--patience K] [--min-count 2] [--threads N] [--dropout R] [--lr-drop-epoch 16 (0: never)] [--lr-drop-factor 0.1] [--json]
 'use strict';
 const path = require('node:path');
 const { parseArgs } = require('node:util');
@@ -18,7 +18,7 @@ const { readTrees } = lib('tree');
 const { values } = parseArgs({
   options: {
     seeds: { type: 'string', default: '1,2,3' },
-    epochs: { type: 'string', default: '60' },
+    epochs: { type: 'string', default: '40' },
     dim: { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.dim) },
     leaf: { type: 'string', default: DEFAULT_TRAIN_OPTIONS.leaf },
     lr: { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.learningRate) },
@@ -31,8 +31,8 @@ const { values } = parseArgs({
     json: { type: 'boolean', default: false },
     threads: { type: 'string' },
     dropout: { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.dropout) },
-    'lr-drop-epoch': { type: 'string' },
-    'lr-drop-factor': { type: 'string', default: '0.1' },
+    'lr-drop-epoch': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.learningRateDrop?.epoch ?? 0) },
+    'lr-drop-factor': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.learningRateDrop?.factor ?? 0.1) },
     sst: { type: 'string', default: SST_DIR },
   },
 });
@@ -48,7 +48,7 @@ const options = {
   patience: values.patience === undefined ? undefined : Number(values.patience),
   minCount: Number(values['min-count']),
   dropout: Number(values.dropout),
-  learningRateDrop: values['lr-drop-epoch'] === undefined ? undefined : { epoch: Number(values['lr-drop-epoch']), factor: Number(values['lr-drop-factor']) },
+  learningRateDrop: Number(values['lr-drop-epoch']) === 0 ? undefined : { epoch: Number(values['lr-drop-epoch']), factor: Number(values['lr-drop-factor']) },
   threads: values.threads === undefined ? DEFAULT_TRAIN_OPTIONS.threads : Number(values.threads),
 };
 const PAPER = { allFine: 0.807, rootFine: 0.457, allBinary: 0.876, rootBinary: 0.854 };

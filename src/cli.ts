@@ -150,8 +150,8 @@ export function buildProgram(): Command {
     .option('--epochs <n>', 'maximum number of epochs', positiveInt, d.epochs)
     .option('--max-minutes <m>', 'stop after this much training time', positiveNumber)
     .option('--lr <rate>', 'AdaGrad learning rate', positiveNumber, d.learningRate)
-    .option('--lr-drop-epoch <n>', 'from this epoch on, multiply the learning rate by --lr-drop-factor', positiveInt)
-    .option('--lr-drop-factor <x>', 'the factor --lr-drop-epoch applies', nonNegativeNumber, 0.1)
+    .option('--lr-drop-epoch <n>', 'from this epoch on, multiply the learning rate by --lr-drop-factor (0: never)', nonNegativeInt, d.learningRateDrop?.epoch ?? 0)
+    .option('--lr-drop-factor <x>', 'the factor --lr-drop-epoch applies', nonNegativeNumber, d.learningRateDrop?.factor ?? 0.1)
     .option('--adagrad-reset <n>', 'reset AdaGrad history every n epochs (0: never)', nonNegativeInt, d.adagradResetEpochs)
     .option('--lambda-w <x>', 'L2 weight of W', nonNegativeNumber, d.lambda.W)
     .option('--lambda-v <x>', 'L2 weight of V', nonNegativeNumber, d.lambda.V)
@@ -192,7 +192,7 @@ export function buildProgram(): Command {
           epochs: opts.epochs,
           maxMinutes: opts.maxMinutes,
           learningRate: opts.lr,
-          learningRateDrop: opts.lrDropEpoch === undefined ? undefined : { epoch: opts.lrDropEpoch, factor: opts.lrDropFactor },
+          learningRateDrop: opts.lrDropEpoch === 0 ? undefined : { epoch: opts.lrDropEpoch, factor: opts.lrDropFactor },
           adagradResetEpochs: opts.adagradReset,
           lambda: { W: opts.lambdaW, V: opts.lambdaV, Ws: opts.lambdaWs, L: opts.lambdaL },
           dropout: opts.dropout,
@@ -307,7 +307,7 @@ interface TrainFlags {
   epochs: number;
   maxMinutes?: number;
   lr: number;
-  lrDropEpoch?: number;
+  lrDropEpoch: number;
   lrDropFactor: number;
   adagradReset: number;
   lambdaW: number;
