@@ -9,19 +9,25 @@
  * threads give the same bytes.
  *
  * A minibatch is posted through shared memory, not messages: the main thread
- * writes the shards' tree indices and bumps a sequence number; the workers,
- * blocked in Atomics.wait, wake, compute their shards, wait at a barrier
- * until every shard of the batch is done, then each applies the AdaGrad step
- * to its own share of the parameters (a contiguous slice of the dense groups
- * and a slice of the rows of L the batch touched) and counts itself done;
- * the main thread awaits that count with Atomics.waitAsync. With one
- * postMessage round trip per batch instead, each worker sat idle 0.4-0.7 ms
- * between batches (a round trip between busy threads measured 0.09 ms), a
- * fifth of a batch at 2 threads; in paired runs of 3 SST epochs the 2-thread rate went from
- * 7,000-10,000 to 12,700-13,600 sentences/s with this channel.
- * The update used to run on the main thread between batches: serial time
- * for every worker, and the parameters and gradients it wrote had to travel
- * back to the workers' cores.
+ * writes the shards' tree indices and bumps a counter; the workers, blocked
+ * in Atomics.wait, wake, compute their shards, wait at a barrier until every
+ * shard of the batch is done, then each applies the AdaGrad step to its own
+ * share of the parameters (a contiguous slice of the dense groups and a
+ * slice of the rows of L the batch touched) and counts itself done.
+ * Measured, each in paired runs of 3 SST epochs:
+ * - with a postMessage round trip per batch, each worker sat idle 0.4-0.7 ms
+ *   between batches (a round trip between busy threads measured 0.09 ms);
+ *   the shared-memory channel took the 2-thread rate from 7,000-10,000 to
+ *   12,700-13,600 sentences/s;
+ * - the update used to run on the main thread between batches: serial time
+ *   for every worker, and the parameters and gradients it wrote had to
+ *   travel back to the workers' cores;
+ * - the main thread now posts the next batch while one runs (two slots of
+ *   every per-batch array), and a worker starts it as soon as every worker
+ *   has applied its share of the previous update, without waiting for this
+ *   thread: 1 thread a median 1.12x faster over 7 pairs (0.97-1.42), 2
+ *   threads unchanged (0.78-1.20 over 8 pairs; there the main thread's work
+ *   now competes with the two workers for the two cores).
  *
  * Parameters, AdaGrad's history, gradient buffers, each shard's touched words
  * and losses are SharedArrayBuffers too; messages are used only for start-up
@@ -50,23 +56,30 @@ export interface UpdateConfig {
   rows: { offset: number; dim: number; lambda: number };
 }
 
-/** The shared memory through which the main thread posts a minibatch and the workers report it done. */
+/**
+ * The shared memory through which the main thread posts minibatches and the
+ * workers report them done. Batch n (counting from 1) uses slot n mod 2 of
+ * every per-batch array, so the main thread can post batch n+1 while batch n
+ * runs.
+ */
 export interface BatchChannel {
-  /** [arrived, generation, aborted, sequence, done]: see the constants below. */
+  /** [arrived, generation, aborted, posted, completed]: see the constants below. */
   control: Int32Array;
-  /** The batch's tree indices, shard after shard; shard s is [shardStart[s], shardStart[s+1]). */
+  /** Per slot, `trees.length / 2` entries: the batch's tree indices, shard after shard. */
   trees: Int32Array;
+  /** Per slot, shards + 1 entries: shard s is [shardStart[s], shardStart[s+1]) of the slot's trees. */
   shardStart: Int32Array;
-  /** Per shard: dropout rate (0: none) and mask seed. */
+  /** Per slot and shard: dropout rate (0: none) and mask seed. */
   dropout: Float64Array;
-  /** [scale, learning rate]: the loss's scale (1 / trees in the batch) and this batch's AdaGrad learning rate. */
-  scalars: Float64Array;
-  /** Per shard: its distinct word ids, in its stripe of `vocab` slots, and how many there are. */
+  /** Per slot: the loss's scale (1 / trees in the batch) and the batch's AdaGrad learning rate. */
+  scale: Float64Array;
+  learningRate: Float64Array;
+  /** Per shard: its distinct word ids, in its stripe of `vocab` slots, and how many there are (the running batch's). */
   shardWords: Int32Array;
   shardWordCount: Int32Array;
-  /** Per shard: the summed loss of its labelled nodes. */
+  /** Per slot and shard: the summed loss of its labelled nodes. */
   shardLoss: Float64Array;
-  /** Per worker: nodes computed, and 1 when its share of the update met only finite gradients. */
+  /** Per slot and worker: nodes computed, and 1 when its share of the update met only finite gradients. */
   workerNodes: Int32Array;
   workerFinite: Int32Array;
 }
@@ -107,13 +120,15 @@ export interface PoolOptions {
 const ARRIVED = 0; // workers at the barrier so far
 const GENERATION = 1; // bumped each time the barrier opens
 const ABORTED = 2; // 1 once the pool closes: every wait returns
-export const SEQUENCE = 3; // bumped by the main thread to post a batch
-export const DONE = 4; // workers finished with the posted batch
+export const POSTED = 3; // batches the main thread has posted
+export const COMPLETED = 4; // batches × workers done: batch n is done when this reaches n·workers
 
 export class TrainingPool {
   private readonly workers: Worker[];
   private readonly channel: BatchChannel;
-  private running = false;
+  private readonly maxTrees: number;
+  private posted = 0;
+  private finished = 0;
   private failure?: Error;
   /** Rejects when the pool fails, so that waiting for a batch cannot outlive a dead worker. */
   private readonly failed: Promise<never>;
@@ -127,7 +142,7 @@ export class TrainingPool {
       if (!(buffer.buffer instanceof SharedArrayBuffer)) throw new TypeError('parameters, history and gradients must live in SharedArrayBuffers');
     }
     this.failed = new Promise<never>((_, reject) => (this.rejectFailed = reject));
-    this.failed.catch(() => {}); // observed through run(); never an unhandled rejection
+    this.failed.catch(() => {}); // observed through finish(); never an unhandled rejection
     // Load the addon here first: it sets OpenBLAS's environment, which only
     // the main thread's environment can do. Then one BLAS thread per worker.
     this.savedBlasThreads = native().blasThreads();
@@ -136,18 +151,20 @@ export class TrainingPool {
     const workers = Math.min(options.threads, shards);
     const int32 = (n: number) => new Int32Array(new SharedArrayBuffer(4 * Math.max(1, n)));
     const float64 = (n: number) => new Float64Array(new SharedArrayBuffer(8 * Math.max(1, n)));
-    const treeCount = Math.max(0, (options.table.treeStart?.length ?? 1) - 1);
+    // A batch holds each tree of the table at most once.
+    this.maxTrees = Math.max(0, (options.table.treeStart?.length ?? 1) - 1);
     this.channel = {
       control: int32(5),
-      trees: int32(treeCount),
-      shardStart: int32(shards + 1),
-      dropout: float64(2 * shards),
-      scalars: float64(2),
+      trees: int32(2 * this.maxTrees),
+      shardStart: int32(2 * (shards + 1)),
+      dropout: float64(2 * 2 * shards),
+      scale: float64(2),
+      learningRate: float64(2),
       shardWords: int32(shards * Math.max(1, options.dims.vocab)),
       shardWordCount: int32(shards),
-      shardLoss: float64(shards),
-      workerNodes: int32(workers),
-      workerFinite: int32(workers),
+      shardLoss: float64(2 * shards),
+      workerNodes: int32(2 * workers),
+      workerFinite: int32(2 * workers),
     };
     // Always the compiled worker (lib/worker.js), also when this module runs from src/ under vitest.
     const script = options.workerScript ?? path.resolve(__dirname, '..', 'lib', 'worker.js');
@@ -175,55 +192,81 @@ export class TrainingPool {
     return this.workers.length;
   }
 
+  /** Batches posted and not yet finished (0, 1 or 2). */
+  get inFlight(): number {
+    return this.posted - this.finished;
+  }
+
   /**
-   * Computes the gradient of every shard (`shards[s]` = the table indices of
-   * shard s's trees, under `dropout[s]` when given) into `grads[s]`, then
-   * applies the update with the loss scaled by `step.scale` and learning
-   * rate `step.learningRate`. Resolves once the parameters are updated.
+   * Posts a minibatch: the workers compute every shard's gradient
+   * (`shards[s]` = the table indices of shard s's trees, under `dropout[s]`
+   * when given) into `grads[s]`, then apply the update with the loss scaled
+   * by `step.scale` and learning rate `step.learningRate`. At most two
+   * batches may be in flight; the second starts as
+   * soon as the first's update is applied, so the workers never wait for
+   * this thread between them. Results come, in order, from finish().
    */
-  async run(shards: Int32Array[], step: { scale: number; learningRate: number }, dropout?: Schedule['dropout'][]): Promise<BatchResult> {
+  post(shards: Int32Array[], step: { scale: number; learningRate: number }, dropout?: Schedule['dropout'][]): void {
     if (this.failure) throw this.failure;
     if (this.closed) throw new Error('the training pool is closed');
-    if (this.running) throw new Error('the training pool is already running a batch');
-    const c = this.channel;
+    if (this.inFlight >= 2) throw new Error('the training pool already has two batches in flight');
     if (shards.length !== this.options.grads.length) throw new RangeError(`expected ${this.options.grads.length} shards, got ${shards.length}`);
     const total = shards.reduce((n, s) => n + s.length, 0);
-    if (total > c.trees.length) throw new RangeError(`a batch of ${total} trees is more than the table's ${c.trees.length}`);
-    this.running = true;
-    try {
-      let at = 0;
-      shards.forEach((trees, s) => {
-        c.shardStart[s] = at;
-        c.trees.set(trees, at);
-        at += trees.length;
-        c.dropout[2 * s] = dropout?.[s]?.rate ?? 0;
-        c.dropout[2 * s + 1] = dropout?.[s]?.seed ?? 0;
-      });
-      c.shardStart[shards.length] = at;
-      c.scalars[0] = step.scale;
-      c.scalars[1] = step.learningRate;
-      // Empty shards (a last batch smaller than the shard count) touch no words and have no loss.
-      c.shardWordCount.fill(0);
-      c.shardLoss.fill(0);
-      Atomics.store(c.control, DONE, 0);
-      Atomics.add(c.control, SEQUENCE, 1);
-      Atomics.notify(c.control, SEQUENCE);
-      // Tried and measured (paired 3-epoch runs, 1 and 2 threads): posting
-      // the next batch while one runs (two slots, the workers never waiting
-      // for this thread) and a blocking Atomics.wait here instead of
-      // waitAsync. Neither was measurably faster, so the simpler stays.
-      for (;;) {
-        const done = Atomics.load(c.control, DONE);
-        if (done >= this.workers.length) break;
-        const wait = Atomics.waitAsync(c.control, DONE, done);
-        if (wait.async) await Promise.race([wait.value, this.failed]);
-      }
-      let loss = 0;
-      for (const l of c.shardLoss) loss += l;
-      return { loss, nodes: c.workerNodes.reduce((n, x) => n + x, 0), gradientFinite: c.workerFinite.every((f) => f === 1) };
-    } finally {
-      this.running = false;
+    if (total > this.maxTrees) throw new RangeError(`a batch of ${total} trees is more than the table's ${this.maxTrees}`);
+    const c = this.channel;
+    const n = this.posted + 1;
+    const slot = n % 2;
+    const S = shards.length;
+    // The slot's previous batch, n − 2, is finished: nobody reads these any more.
+    let at = 0;
+    shards.forEach((trees, s) => {
+      c.shardStart[slot * (S + 1) + s] = at;
+      c.trees.set(trees, slot * this.maxTrees + at);
+      at += trees.length;
+      c.dropout[2 * (slot * S + s)] = dropout?.[s]?.rate ?? 0;
+      c.dropout[2 * (slot * S + s) + 1] = dropout?.[s]?.seed ?? 0;
+    });
+    c.shardStart[slot * (S + 1) + S] = at;
+    c.scale[slot] = step.scale;
+    c.learningRate[slot] = step.learningRate;
+    this.posted = n;
+    Atomics.store(c.control, POSTED, n);
+    Atomics.notify(c.control, POSTED);
+  }
+
+  /** Waits for the oldest batch in flight and returns its result. */
+  async finish(): Promise<BatchResult> {
+    if (this.inFlight === 0) throw new Error('no batch is in flight');
+    const c = this.channel;
+    const n = this.finished + 1;
+    const target = n * this.workers.length;
+    for (;;) {
+      if (this.failure) throw this.failure;
+      const completed = Atomics.load(c.control, COMPLETED);
+      if (completed >= target) break;
+      const wait = Atomics.waitAsync(c.control, COMPLETED, completed);
+      if (wait.async) await Promise.race([wait.value, this.failed]);
     }
+    this.finished = n;
+    const slot = n % 2;
+    const S = this.options.grads.length;
+    const W = this.workers.length;
+    let loss = 0;
+    for (let s = 0; s < S; s++) loss += c.shardLoss[slot * S + s];
+    let nodes = 0;
+    let gradientFinite = true;
+    for (let w = 0; w < W; w++) {
+      nodes += c.workerNodes[slot * W + w];
+      if (c.workerFinite[slot * W + w] !== 1) gradientFinite = false;
+    }
+    return { loss, nodes, gradientFinite };
+  }
+
+  /** post() then finish(): one batch, nothing else in flight. */
+  async run(shards: Int32Array[], step: { scale: number; learningRate: number }, dropout?: Schedule['dropout'][]): Promise<BatchResult> {
+    if (this.inFlight > 0) throw new Error('the training pool is already running a batch');
+    this.post(shards, step, dropout);
+    return this.finish();
   }
 
   /** Stops every worker and restores OpenBLAS's thread count; safe to call twice. */
@@ -233,7 +276,7 @@ export class TrainingPool {
     // Wake every worker from whatever it waits for; each then returns from its loop.
     const control = this.channel.control;
     Atomics.store(control, ABORTED, 1);
-    for (const index of [GENERATION, SEQUENCE, DONE]) {
+    for (const index of [GENERATION, POSTED, COMPLETED]) {
       Atomics.add(control, index, 1);
       Atomics.notify(control, index);
     }

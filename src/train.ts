@@ -39,7 +39,11 @@ export interface TrainOptions {
   batchSize: number;
   /** Upper bound on epochs. */
   epochs: number;
-  /** Stop after the batch during which this many minutes of training have passed (summed over resumes). */
+  /**
+   * Stop once this many minutes of training have passed (summed over
+   * resumes), after the batch that was already posted then (the pool runs
+   * one batch ahead).
+   */
   maxMinutes?: number;
   learningRate: number;
   /**
@@ -138,7 +142,7 @@ export interface Progress {
 export interface TrainHooks {
   onEpoch?(record: EpochRecord): void;
   onProgress?(progress: Progress): void;
-  /** Aborting stops training after the current batch, writing a checkpoint first. */
+  /** Aborting stops training after the batches in flight (at most two), writing a checkpoint first. */
   signal?: AbortSignal;
 }
 
@@ -306,14 +310,31 @@ export async function train(
       let epochNodes = 0;
       let epochSentences = 0;
       let epochSeconds = 0;
+      // The pool runs one batch ahead: batch b+1 is posted before batch b's
+      // result is awaited, so the workers go from one to the next without
+      // waiting for this thread. A stop (time, Ctrl-C) therefore takes effect
+      // after the batch in flight, which is then counted like any other.
+      const drop = options.learningRateDrop;
+      const learningRate = drop && state.epoch + 1 >= drop.epoch ? options.learningRate * drop.factor : options.learningRate;
+      const sizes: number[] = [];
+      let nextToPost = state.batch;
+      let stopping: TrainResult['stoppedBy'] | undefined;
+      const postAhead = () => {
+        while (!stopping && nextToPost < batches && pool.inFlight < 2) {
+          const members = Int32Array.from(order.slice(nextToPost * options.batchSize, (nextToPost + 1) * options.batchSize));
+          const shards = splitIntoShards(members, options.shards, treeNodes);
+          const b = nextToPost;
+          const dropout = (options.dropout ?? 0) > 0 ? shards.map((_, shard) => ({ rate: options.dropout, seed: dropoutSeed(options.seed, state.epoch, b, shard) })) : undefined;
+          pool.post(shards, { scale: 1 / members.length, learningRate }, dropout);
+          sizes.push(members.length);
+          nextToPost++;
+        }
+      };
       for (; state.batch < batches; state.batch++) {
         const started = process.hrtime.bigint();
-        const members = Int32Array.from(order.slice(state.batch * options.batchSize, (state.batch + 1) * options.batchSize));
-        const shards = splitIntoShards(members, options.shards, treeNodes);
-        const dropout = (options.dropout ?? 0) > 0 ? shards.map((_, shard) => ({ rate: options.dropout, seed: dropoutSeed(options.seed, state.epoch, state.batch, shard) })) : undefined;
-        const drop = options.learningRateDrop;
-        const learningRate = drop && state.epoch + 1 >= drop.epoch ? options.learningRate * drop.factor : options.learningRate;
-        const { loss, nodes, gradientFinite } = await pool.run(shards, { scale: 1 / members.length, learningRate }, dropout);
+        postAhead();
+        const { loss, nodes, gradientFinite } = await pool.finish();
+        const sentences = sizes.shift()!;
         const diverged = (what: string) =>
           new NonFiniteError(
             `the ${what} became non-finite in epoch ${state.epoch + 1}, batch ${state.batch + 1} of ${batches}` +
@@ -324,7 +345,7 @@ export async function train(
         if (!gradientFinite) throw diverged('gradient');
         epochLoss += loss;
         epochNodes += nodes;
-        epochSentences += members.length;
+        epochSentences += sentences;
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
         epochSeconds += seconds;
         state.seconds += seconds;
@@ -336,14 +357,11 @@ export async function train(
           sentencesPerSecond: epochSentences / epochSeconds,
           seconds: state.seconds,
         });
-        if (options.maxMinutes !== undefined && state.seconds >= options.maxMinutes * 60) {
+        if (!stopping && options.maxMinutes !== undefined && state.seconds >= options.maxMinutes * 60) stopping = 'time';
+        if (!stopping && hooks.signal?.aborted) stopping = 'interrupted';
+        if (stopping && pool.inFlight === 0) {
           state.batch++;
-          stoppedBy = 'time';
-          break training;
-        }
-        if (hooks.signal?.aborted) {
-          state.batch++;
-          stoppedBy = 'interrupted';
+          stoppedBy = stopping;
           break training;
         }
         // Let signal handlers and timers run between batches.

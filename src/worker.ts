@@ -7,34 +7,57 @@
  * step to its share of the parameters, and counts itself done.
  *
  * It runs as one loop that blocks in Atomics.wait between batches and never
- * returns to its event loop until the pool closes.
+ * returns to its event loop until the pool closes. Between two batches it
+ * waits for nothing but the other workers' updates: the main thread posts
+ * ahead.
  */
 import { workerData } from 'node:worker_threads';
 import { distinctSorted, TreeTable } from './batch';
 import { createWorkspace, native, type Schedule } from './native';
-import { aborted, barrier, DONE, SEQUENCE, updateShare, type WorkerInit } from './pool';
+import { aborted, barrier, COMPLETED, POSTED, updateShare, type WorkerInit } from './pool';
 
 const init = workerData as WorkerInit;
 const table = new TreeTable(init.table);
 const workspace = createWorkspace();
-const { control, trees, shardStart, dropout, scalars, shardWords, shardWordCount, shardLoss, workerNodes, workerFinite } = init.channel;
-const shards = init.grads.length;
+const { control, trees, shardStart, dropout, scale, learningRate, shardWords, shardWordCount, shardLoss, workerNodes, workerFinite } = init.channel;
+const S = init.grads.length;
+const W = init.workers;
+const maxTrees = trees.length / 2;
 const stripe = Math.max(1, init.dims.vocab);
 const u = init.update;
 
-// From 0, the channel's first value: the first batch may be posted before this worker has started.
-for (let seen = 0; ; ) {
-  while (Atomics.load(control, SEQUENCE) === seen && !aborted(control)) Atomics.wait(control, SEQUENCE, seen);
-  if (aborted(control)) break;
-  seen = Atomics.load(control, SEQUENCE);
+/** Blocks until control[index] ≥ value; false when the pool closed instead. */
+function waitFor(index: number, value: number): boolean {
+  for (;;) {
+    if (aborted(control)) return false;
+    const now = Atomics.load(control, index);
+    if (now >= value) return true;
+    Atomics.wait(control, index, now);
+  }
+}
+
+// Batch n uses slot n mod 2 of the channel's per-batch arrays (src/pool.ts).
+for (let n = 1; ; n++) {
+  // Posted, and every worker has applied its share of batch n − 1's update (the parameters are final).
+  if (!waitFor(POSTED, n) || !waitFor(COMPLETED, (n - 1) * W)) break;
+  const slot = n % 2;
+  const start = (s: number) => shardStart[slot * (S + 1) + s];
 
   // Shard s belongs to worker s mod workers; the split does not change the arithmetic (src/pool.ts).
   const mine: number[] = [];
-  for (let s = init.worker; s < shards; s += init.workers) if (shardStart[s + 1] > shardStart[s]) mine.push(s);
-  const compiled = mine.map((s) => table.compile(trees.subarray(shardStart[s], shardStart[s + 1])));
+  for (let s = init.worker; s < S; s += W) {
+    if (start(s + 1) > start(s)) {
+      mine.push(s);
+    } else {
+      // An empty shard (a last batch smaller than the shard count): no words, no loss.
+      shardWordCount[s] = 0;
+      shardLoss[slot * S + s] = 0;
+    }
+  }
+  const compiled = mine.map((s) => table.compile(trees.subarray(slot * maxTrees + start(s), slot * maxTrees + start(s + 1))));
   const schedules: Schedule[] = compiled.map((schedule, i) => {
-    const rate = dropout[2 * mine[i]];
-    return rate > 0 ? { ...schedule, dropout: { rate, seed: dropout[2 * mine[i] + 1] } } : schedule;
+    const d = 2 * (slot * S + mine[i]);
+    return dropout[d] > 0 ? { ...schedule, dropout: { rate: dropout[d], seed: dropout[d + 1] } } : schedule;
   });
   // One native call for all of this worker's shards: the parameters are prepared once.
   const losses = workspace.forwardBackwardShards(
@@ -45,23 +68,23 @@ for (let seen = 0; ; ) {
   );
   let nodes = 0;
   mine.forEach((s, i) => {
-    shardLoss[s] = losses[i];
+    shardLoss[slot * S + s] = losses[i];
     shardWords.set(compiled[i].words, s * stripe);
     shardWordCount[s] = compiled[i].words.length;
     nodes += compiled[i].left.length;
   });
-  if (!barrier(control, init.workers)) break;
+  if (!barrier(control, W)) break;
 
   // Every shard is done. A non-finite loss skips the update: the trainer stops on it.
   let finite = true;
-  if (Array.from(shardLoss.subarray(0, shards)).every(Number.isFinite)) {
+  if (Array.from(shardLoss.subarray(slot * S, slot * S + S)).every(Number.isFinite)) {
     const touched: number[] = [];
-    for (let s = 0; s < shards; s++) for (const w of shardWords.subarray(s * stripe, s * stripe + shardWordCount[s])) touched.push(w);
-    const { ranges, lambdas } = updateShare(u, distinctSorted(touched), init.worker, init.workers);
-    finite = native().adagradStep(init.params, u.history, init.grads, ranges, lambdas, scalars[0], scalars[1], u.epsilon);
+    for (let s = 0; s < S; s++) for (const w of shardWords.subarray(s * stripe, s * stripe + shardWordCount[s])) touched.push(w);
+    const { ranges, lambdas } = updateShare(u, distinctSorted(touched), init.worker, W);
+    finite = native().adagradStep(init.params, u.history, init.grads, ranges, lambdas, scale[slot], learningRate[slot], u.epsilon);
   }
-  workerNodes[init.worker] = nodes;
-  workerFinite[init.worker] = finite ? 1 : 0;
-  Atomics.add(control, DONE, 1);
-  Atomics.notify(control, DONE);
+  workerNodes[slot * W + init.worker] = nodes;
+  workerFinite[slot * W + init.worker] = finite ? 1 : 0;
+  Atomics.add(control, COMPLETED, 1);
+  Atomics.notify(control, COMPLETED);
 }
