@@ -26,8 +26,8 @@
  *   every per-batch array), and a worker starts it as soon as every worker
  *   has applied its share of the previous update, without waiting for this
  *   thread: 1 thread a median 1.12x faster over 7 pairs (0.97-1.42), 2
- *   threads unchanged (0.78-1.20 over 8 pairs; there the main thread's work
- *   now competes with the two workers for the two cores).
+ *   threads unchanged (median 1.01 over 13 pairs, 0.78-1.20; there the main
+ *   thread's work competes with the two workers for the two cores).
  *
  * Parameters, AdaGrad's history, gradient buffers, each shard's touched words
  * and losses are SharedArrayBuffers too; messages are used only for start-up
