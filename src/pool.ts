@@ -202,9 +202,9 @@ export class TrainingPool {
    * (`shards[s]` = the table indices of shard s's trees, under `dropout[s]`
    * when given) into `grads[s]`, then apply the update with the loss scaled
    * by `step.scale` and learning rate `step.learningRate`. At most two
-   * batches may be in flight; the second starts as
-   * soon as the first's update is applied, so the workers never wait for
-   * this thread between them. Results come, in order, from finish().
+   * batches may be in flight; the second starts as soon as the first's
+   * update is applied, so the workers never wait for this thread between
+   * them. Results come, in order, from finish().
    */
   post(shards: Int32Array[], step: { scale: number; learningRate: number }, dropout?: Schedule['dropout'][]): void {
     if (this.failure) throw this.failure;
@@ -260,13 +260,6 @@ export class TrainingPool {
       if (c.workerFinite[slot * W + w] !== 1) gradientFinite = false;
     }
     return { loss, nodes, gradientFinite };
-  }
-
-  /** post() then finish(): one batch, nothing else in flight. */
-  async run(shards: Int32Array[], step: { scale: number; learningRate: number }, dropout?: Schedule['dropout'][]): Promise<BatchResult> {
-    if (this.inFlight > 0) throw new Error('the training pool is already running a batch');
-    this.post(shards, step, dropout);
-    return this.finish();
   }
 
   /** Stops every worker and restores OpenBLAS's thread count; safe to call twice. */

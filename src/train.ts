@@ -316,7 +316,7 @@ export async function train(
       // after the batch in flight, which is then counted like any other.
       const drop = options.learningRateDrop;
       const learningRate = drop && state.epoch + 1 >= drop.epoch ? options.learningRate * drop.factor : options.learningRate;
-      const sizes: number[] = [];
+      const treesIn = (b: number) => Math.min(options.batchSize, order.length - b * options.batchSize);
       let nextToPost = state.batch;
       let stopping: TrainResult['stoppedBy'] | undefined;
       const postAhead = () => {
@@ -326,7 +326,6 @@ export async function train(
           const b = nextToPost;
           const dropout = (options.dropout ?? 0) > 0 ? shards.map((_, shard) => ({ rate: options.dropout, seed: dropoutSeed(options.seed, state.epoch, b, shard) })) : undefined;
           pool.post(shards, { scale: 1 / members.length, learningRate }, dropout);
-          sizes.push(members.length);
           nextToPost++;
         }
       };
@@ -334,7 +333,6 @@ export async function train(
         const started = process.hrtime.bigint();
         postAhead();
         const { loss, nodes, gradientFinite } = await pool.finish();
-        const sentences = sizes.shift()!;
         const diverged = (what: string) =>
           new NonFiniteError(
             `the ${what} became non-finite in epoch ${state.epoch + 1}, batch ${state.batch + 1} of ${batches}` +
@@ -345,7 +343,7 @@ export async function train(
         if (!gradientFinite) throw diverged('gradient');
         epochLoss += loss;
         epochNodes += nodes;
-        epochSentences += sentences;
+        epochSentences += treesIn(state.batch);
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
         epochSeconds += seconds;
         state.seconds += seconds;

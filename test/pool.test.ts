@@ -90,7 +90,8 @@ describe('multi-threaded training', () => {
         const shared = (n) => new Float32Array(new SharedArrayBuffer(4 * n));
         const update = { history: shared(4), epsilon: 1e-3, dense: [], rows: { offset: 0, dim: 1, lambda: 0 } };
         const pool = new TrainingPool({ threads: 2, params: shared(4), grads: [shared(4), shared(4)], table: { treeStart: new Int32Array(3) }, dims: { vocab: 4 }, update, workerScript: ${JSON.stringify(worker)} });
-        pool.run([Int32Array.of(0), Int32Array.of(1)], { scale: 1, learningRate: 0.1 }).then(
+        pool.post([Int32Array.of(0), Int32Array.of(1)], { scale: 1, learningRate: 0.1 });
+        pool.finish().then(
           () => { console.log('resolved'); },
           (e) => { console.log('rejected: ' + e.message); },
         );`;
@@ -120,7 +121,8 @@ describe('multi-threaded training', () => {
       const update = { history: shared(params.length), epsilon: 1e-3, dense: [], rows: { offset: 0, dim: 4, lambda: 0 } };
       const table = TreeTable.fromTrees(trees, vocab, { shared: true });
       const pool = new TrainingPool({ threads: 2, params, grads: [shared(params.length), shared(params.length)], table: table.data, dims: nativeDims(model), update });
-      pool.run([Int32Array.of(0, 1, 2), Int32Array.of(5, 1e6)], { scale: 0.2, learningRate: 0.1 }).then(
+      pool.post([Int32Array.of(0, 1, 2), Int32Array.of(5, 1e6)], { scale: 0.2, learningRate: 0.1 });
+      pool.finish().then(
         () => { console.log('resolved'); },
         (e) => { console.log('rejected: ' + e.message); },
       );`;
