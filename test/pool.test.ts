@@ -44,8 +44,9 @@ describe('multi-threaded training', () => {
     expect(splitIntoShards(trees, 3, weight).map((s) => Array.from(s))).toEqual([[10, 11], [13, 15], [12, 14, 16]]);
     expect(splitIntoShards(Int32Array.from([9]), 3).map((s) => Array.from(s))).toEqual([[9], [], []]);
     // Unit weights: sizes differ by at most one, and every tree lands exactly once.
-    const sizes = splitIntoShards(Int32Array.from({ length: 27 }, (_, i) => i), 4).map((s) => s.length);
-    expect(sizes).toEqual([7, 7, 7, 6]);
+    const shards = splitIntoShards(Int32Array.from({ length: 27 }, (_, i) => i), 4);
+    expect(shards.map((s) => s.length)).toEqual([7, 7, 7, 6]);
+    expect(shards.flatMap((s) => Array.from(s)).sort((a, b) => a - b)).toEqual(Array.from({ length: 27 }, (_, i) => i));
   });
 
   it("shares each update out so that the workers' shares cover every index exactly once", () => {
@@ -126,8 +127,12 @@ describe('multi-threaded training', () => {
         () => { console.log('resolved'); },
         (e) => { console.log('rejected: ' + e.message); },
       );`;
-    const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 });
-    expect(run.signal, 'the process hung and was killed').toBeNull();
-    expect(run.stdout).toMatch(/rejected: /);
+    // Several times: terminating the waiting worker while it is inside the
+    // addon once aborted the process in about one run of six (CMakeLists.txt).
+    for (let i = 0; i < 8; i++) {
+      const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 });
+      expect(run.signal, `run ${i}: the process hung or aborted`).toBeNull();
+      expect(run.stdout).toMatch(/rejected: tree index 1000000 is outside the table \(20 trees\)/);
+    }
   });
 });
