@@ -26,6 +26,16 @@ function requireTreebank(file) {
  * so rates from this are *effective*: comparable across implementations of
  * the same model, not the BLAS rate.
  */
+/** The trees of an SST split (exiting, saying so, when it is absent) and their internal-node count, nominalFlops' input. */
+function readTreebank(file) {
+  requireTreebank(file);
+  const { readTrees, countNodes } = lib('tree');
+  const trees = readTrees(file);
+  let internal = 0;
+  for (const t of trees) internal += countNodes(t).internal;
+  return { trees, internal };
+}
+
 function nominalFlops(dim, internalNodes) {
   return 2 * 3 * (2 * dim * dim + dim) * 2 * dim * internalNodes;
 }
@@ -34,4 +44,4 @@ function median(xs) {
   return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 }
 
-module.exports = { lib, SST_DIR, requireTreebank, nominalFlops, median };
+module.exports = { lib, SST_DIR, requireTreebank, readTreebank, nominalFlops, median };

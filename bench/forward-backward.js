@@ -11,11 +11,10 @@
 'use strict';
 const path = require('node:path');
 const { parseArgs } = require('node:util');
-const { lib, SST_DIR, requireTreebank, nominalFlops, median } = require('./common');
+const { lib, SST_DIR, readTreebank, nominalFlops, median } = require('./common');
 const { compileBatch } = lib('batch');
 const { Model } = lib('model');
 const { createWorkspace, describeBlas, native, nativeDims } = lib('native');
-const { readTrees, countNodes } = lib('tree');
 const { Vocabulary } = lib('vocab');
 
 const { values } = parseArgs({
@@ -26,14 +25,11 @@ const { values } = parseArgs({
     train: { type: 'string', default: path.join(SST_DIR, 'train.txt') },
   },
 });
-requireTreebank(values.train);
 const passes = Number(values.passes);
 const batchSize = Number(values.batch);
 
-const trees = readTrees(values.train);
+const { trees, internal } = readTreebank(values.train);
 const vocab = Vocabulary.fromTrees(trees);
-let internal = 0;
-for (const t of trees) internal += countNodes(t).internal;
 // Batches are compiled once, as a trainer that reuses its schedules would;
 // compileBatch's own cost is measured separately below.
 const t0 = process.hrtime.bigint();

@@ -14,10 +14,9 @@
 'use strict';
 const path = require('node:path');
 const { parseArgs } = require('node:util');
-const { lib, SST_DIR, requireTreebank, nominalFlops, median } = require('./common');
+const { lib, SST_DIR, readTreebank, nominalFlops, median } = require('./common');
 const { train, DEFAULT_TRAIN_OPTIONS } = lib('train');
 const { describeBlas, native } = lib('native');
-const { readTrees, countNodes } = lib('tree');
 
 const { values } = parseArgs({
   options: {
@@ -29,10 +28,7 @@ const { values } = parseArgs({
     train: { type: 'string', default: path.join(SST_DIR, 'train.txt') },
   },
 });
-requireTreebank(values.train);
-const trees = readTrees(values.train);
-let internal = 0;
-for (const t of trees) internal += countNodes(t).internal;
+const { trees, internal } = readTreebank(values.train);
 const d = Number(values.dim);
 const flopsPerEpoch = nominalFlops(d, internal);
 const gflops = (rate) => (flopsPerEpoch * rate) / trees.length / 1e9;

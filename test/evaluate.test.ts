@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { binarySplit, computeMetrics, evaluate, formatMetrics, type Metrics } from '../src/evaluate';
 import { lossAndGradient } from '../src/gradient';
+import { predict } from '../src/predict';
 import { Model } from '../src/model';
 import { countNodes, parseTrees, type TreeNode } from '../src/tree';
 import { Vocabulary } from '../src/vocab';
@@ -281,11 +282,7 @@ describe('evaluate (native forward pass)', () => {
 });
 
 describe('numerical faults', () => {
-  it('a model whose finite weights overflow is reported, not scored, in evaluate and predict', async () => {
-    const { Model } = await import('../src/model');
-    const { Vocabulary } = await import('../src/vocab');
-    const { parseTrees } = await import('../src/tree');
-    const { predict } = await import('../src/predict');
+  it('a model whose finite weights overflow is reported, not scored, in evaluate and predict', () => {
     const model = Model.create(new Vocabulary(['*UNK*', 'good', 'bad']), { dim: 3, seed: 1 });
     // A word vector of 1e30 passes the loader's finiteness check; with identity
     // leaves the classifier's scores for that leaf overflow float32.

@@ -242,7 +242,7 @@ function report(stats, opts, api, log) {
       const info = fs.existsSync(input.replace(/\.[a-z]+$/, '.json')) ? JSON.parse(fs.readFileSync(input.replace(/\.[a-z]+$/, '.json'), 'utf8')) : f;
       log(`  FAIL seed ${f.seed} ${f.kind} case ${f.index} (${info.category}${info.note ? `, ${info.note}` : ''}):`);
       for (const p of f.problems) log(`    ${p}`);
-      log(`    input: ${path.relative(process.cwd(), input)}; replay: node test/fuzz/run.js --seed ${f.seed} --replay ${f.kind}:${f.index}`);
+      log(`    input: ${path.relative(process.cwd(), input)}; replay: node test/fuzz/run.js --seed ${f.seed} --max-depth ${opts.maxDepth} --replay ${f.kind}:${f.index}`);
     }
     if (stats.failures.length > 20) log(`  … and ${stats.failures.length - 20} more failures`);
   }
