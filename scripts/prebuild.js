@@ -1,5 +1,8 @@
 #!/usr/bin/env node
-// npm run prebuild [-- --out DIR]: the N-API binary that ships in the package.
+// npm run prebuild [-- --out DIR] [--build-dir DIR]: the N-API binary that
+// ships in the package. --build-dir keeps the compile away from build/, the
+// addon everything else loads (the test suite builds into a temporary one, so
+// no test can load a half-written build/Release/rntn.node).
 //
 // prebuildify has no cmake-js backend, so this does its job directly: build
 // a Release addon with cmake-js, strip it, and put it where node-gyp-build
@@ -13,7 +16,13 @@ const path = require('node:path');
 const { parseArgs } = require('node:util');
 
 const root = path.resolve(__dirname, '..');
-const { values } = parseArgs({ options: { out: { type: 'string', default: path.join(root, 'prebuilds') } } });
+const { values } = parseArgs({
+  options: {
+    out: { type: 'string', default: path.join(root, 'prebuilds') },
+    'build-dir': { type: 'string', default: path.join(root, 'build') },
+  },
+});
+const buildDir = path.resolve(values['build-dir']);
 
 function run(cmd, args) {
   const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
@@ -23,8 +32,8 @@ function run(cmd, args) {
   }
 }
 
-run(process.execPath, [require.resolve('cmake-js/bin/cmake-js'), 'compile', '--config', 'Release']);
-const built = path.join(root, 'build', 'Release', 'rntn.node');
+run(process.execPath, [require.resolve('cmake-js/bin/cmake-js'), 'compile', '--config', 'Release', '--out', buildDir]);
+const built = path.join(buildDir, 'Release', 'rntn.node');
 const libc = process.platform === 'linux' ? (fs.existsSync('/etc/alpine-release') ? '.musl' : '.glibc') : '';
 const dir = path.join(path.resolve(values.out), `${process.platform}-${process.arch}`);
 fs.mkdirSync(dir, { recursive: true });
