@@ -906,13 +906,10 @@ function modelCase(api, pool, seed, index, options = {}) {
 }
 
 module.exports = {
-  caseRandom,
   loadTreeCorpus,
   treeCase,
   TREE_CATEGORIES,
   makeModelPool,
   modelCase,
   MODEL_CATEGORIES,
-  buildFile,
-  splitFile,
 };

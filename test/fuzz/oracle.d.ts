@@ -79,5 +79,3 @@ export function runCases(
 export function makeCase(api: FuzzApi, kind: FuzzKind, prepared: Prepared, seed: number, index: number, options?: { maxDepth?: number; category?: string }): unknown;
 export function runCase(api: FuzzApi, kind: FuzzKind, c: unknown, tmpDir: string): CaseResult;
 export function writeFailure(api: FuzzApi, dir: string, failure: Failure, prepared: Prepared, options?: { maxDepth?: number }): string;
-export function referenceParse(text: string, classes: number, firstLine?: number): { ok: true; trees: string[] } | { ok: false; line: number; column: number };
-export function runTreeCase(api: FuzzApi, c: { category: string; classes: number; firstLine: number; text?: string; bytes?: Uint8Array }, tmpDir: string): CaseResult;

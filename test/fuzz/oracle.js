@@ -450,8 +450,13 @@ function caseSize(c) {
  * soon as a case fails. A case slower than
  * its time budget fails: the reader and the loader are meant to be linear.
  */
+/** A tally of no cases; runCases fills one in, run.js merges them. */
+function emptyStats(kind, seed) {
+  return { kind, seed, run: 0, categories: {}, failures: [], slowest: null, slowestCallMs: 0, maxArrayBuffers: 0, maxRss: 0, longestMessage: 0, ms: 0 };
+}
+
 function runCases(api, kind, { seed, start = 0, count, prepared, tmpDir, maxDepth, caseLimitMs = Infinity, categories, onCase, onFailure, onProgress }) {
-  const stats = { kind, seed, run: 0, categories: {}, failures: [], slowest: null, slowestCallMs: 0, maxArrayBuffers: 0, maxRss: 0, longestMessage: 0, ms: 0 };
+  const stats = emptyStats(kind, seed);
   const t0 = Date.now();
   let lastProgress = t0;
   for (let index = start; index < start + count; index++) {
@@ -518,9 +523,7 @@ function writeFailure(api, dir, failure, prepared, options) {
 }
 
 module.exports = {
-  referenceParse,
-  runTreeCase,
-  runModelCase,
+  emptyStats,
   runCases,
   prepare,
   makeCase,

@@ -105,10 +105,6 @@ function parseArgs(argv) {
   return opts;
 }
 
-function emptyStats(kind, seed) {
-  return { kind, seed, run: 0, categories: {}, failures: [], slowest: null, slowestCallMs: 0, maxArrayBuffers: 0, maxRss: 0, longestMessage: 0, ms: 0 };
-}
-
 function merge(total, part) {
   total.run += part.run;
   for (const [name, c] of Object.entries(part.categories)) {
@@ -183,7 +179,7 @@ function runWorker(kind, opts, start, end, log) {
 }
 
 async function campaign(kind, count, opts, log) {
-  const total = emptyStats(kind, opts.seed);
+  const total = oracle.emptyStats(kind, opts.seed);
   const t0 = Date.now();
   let start = 0;
   while (start < count) {
