@@ -93,55 +93,87 @@ Dims dimsArg(const Napi::Value& v) {
   return k;
 }
 
+// A schedule copied out of its typed arrays. The math indexes memory with
+// these integers, so they are validated on a private copy: the caller's arrays
+// may sit in a SharedArrayBuffer another thread writes, or share memory with
+// the gradient this call writes, and either could change an index after it
+// was checked. (A copy costs 5 integers per node; a node costs ~10⁵ flops.)
+struct ScheduleCopy {
+  std::vector<int32_t> left, right, word, label, levelStart;
+  std::vector<float> weight;  // empty: every node weighs 1
+  double dropoutRate = 0;
+  uint64_t dropoutSeed = 0;
+
+  Schedule view() const {
+    Schedule s{left.data(), right.data(), word.data(), label.data(), levelStart.data(), static_cast<int>(left.size()),
+               static_cast<int>(levelStart.size()) - 1};
+    s.dropoutRate = dropoutRate;
+    s.dropoutSeed = dropoutSeed;
+    s.weight = weight.empty() ? nullptr : weight.data();
+    return s;
+  }
+};
+
+template <typename T>
+std::vector<T> copyOf(Napi::Env env, const Span<const T>& s) {
+  try {
+    return std::vector<T>(s.data, s.data + s.length);
+  } catch (const std::bad_alloc&) {
+    throw Napi::Error::New(env, "out of memory copying a schedule of " + std::to_string(s.length) + " entries");
+  }
+}
+
 // Checks that the schedule is a forest the math can run in order: level 0
 // holds exactly the leaves with in-range word ids; a node of level l ≥ 1 has
 // both children in earlier levels (so no cycle and no forward reference can
-// be expressed); labels are -1 or a class.
-Schedule scheduleArg(const Napi::Value& v, const Dims& k) {
+// be expressed); labels are -1 or a class; weights are finite and ≥ 0.
+ScheduleCopy scheduleArg(const Napi::Value& v, const Dims& k) {
   Napi::Env env = v.Env();
   if (!v.IsObject()) throwType(env, "schedule must be an object {left, right, word, label, levelStart}");
   Napi::Object o = v.As<Napi::Object>();
-  auto left = int32Arg(o.Get("left"), "schedule.left");
-  auto right = int32Arg(o.Get("right"), "schedule.right");
-  auto word = int32Arg(o.Get("word"), "schedule.word");
-  auto label = int32Arg(o.Get("label"), "schedule.label");
-  auto levelStart = int32Arg(o.Get("levelStart"), "schedule.levelStart");
-  const size_t N = left.length;
+  ScheduleCopy c;
+  c.left = copyOf(env, int32Arg(o.Get("left"), "schedule.left"));
+  c.right = copyOf(env, int32Arg(o.Get("right"), "schedule.right"));
+  c.word = copyOf(env, int32Arg(o.Get("word"), "schedule.word"));
+  c.label = copyOf(env, int32Arg(o.Get("label"), "schedule.label"));
+  c.levelStart = copyOf(env, int32Arg(o.Get("levelStart"), "schedule.levelStart"));
+  const std::vector<int32_t>&left = c.left, &right = c.right, &word = c.word, &label = c.label, &levelStart = c.levelStart;
+  const size_t N = left.size();
   if (N > static_cast<size_t>(std::numeric_limits<int32_t>::max() / 2)) throwRange(env, "schedule has too many nodes");
-  if (right.length != N || word.length != N || label.length != N) {
+  if (right.size() != N || word.size() != N || label.size() != N) {
     throwRange(env, "schedule.left, right, word and label must have the same length (" + std::to_string(N) + ", " +
-                        std::to_string(right.length) + ", " + std::to_string(word.length) + ", " +
-                        std::to_string(label.length) + ")");
+                        std::to_string(right.size()) + ", " + std::to_string(word.size()) + ", " +
+                        std::to_string(label.size()) + ")");
   }
-  if (levelStart.length < 2) throwRange(env, "schedule.levelStart needs at least 2 entries (level 0 is the leaves)");
-  const int levels = static_cast<int>(levelStart.length - 1);
-  if (levelStart.data[0] != 0) throwRange(env, "schedule.levelStart[0] must be 0");
+  if (levelStart.size() < 2) throwRange(env, "schedule.levelStart needs at least 2 entries (level 0 is the leaves)");
+  const int levels = static_cast<int>(levelStart.size() - 1);
+  if (levelStart[0] != 0) throwRange(env, "schedule.levelStart[0] must be 0");
   for (int l = 0; l < levels; l++) {
-    if (levelStart.data[l + 1] < levelStart.data[l]) {
+    if (levelStart[l + 1] < levelStart[l]) {
       throwRange(env, "schedule.levelStart must be non-decreasing (entry " + std::to_string(l + 1) + ")");
     }
   }
-  if (static_cast<size_t>(levelStart.data[levels]) != N) {
+  if (static_cast<size_t>(levelStart[levels]) != N) {
     throwRange(env, "schedule.levelStart must end at the node count " + std::to_string(N) + ", got " +
-                        std::to_string(levelStart.data[levels]));
+                        std::to_string(levelStart[levels]));
   }
   for (int l = 0; l < levels; l++) {
-    for (int32_t n = levelStart.data[l]; n < levelStart.data[l + 1]; n++) {
+    for (int32_t n = levelStart[l]; n < levelStart[l + 1]; n++) {
       // Built only for a message: this loop runs over every node of every training shard.
       const auto at = [n, l] { return " of node " + std::to_string(n) + " (level " + std::to_string(l) + ")"; };
-      if (label.data[n] < -1 || label.data[n] >= k.classes) {
-        throwRange(env, "label " + std::to_string(label.data[n]) + at() + " must be -1 or in [0, " +
+      if (label[n] < -1 || label[n] >= k.classes) {
+        throwRange(env, "label " + std::to_string(label[n]) + at() + " must be -1 or in [0, " +
                             std::to_string(k.classes) + ")");
       }
       if (l == 0) {
-        if (left.data[n] != -1 || right.data[n] != -1) throwRange(env, "children" + at() + " must be -1: level 0 holds leaves");
-        if (word.data[n] < 0 || word.data[n] >= k.vocab) {
-          throwRange(env, "word id " + std::to_string(word.data[n]) + at() + " must be in [0, " + std::to_string(k.vocab) + ")");
+        if (left[n] != -1 || right[n] != -1) throwRange(env, "children" + at() + " must be -1: level 0 holds leaves");
+        if (word[n] < 0 || word[n] >= k.vocab) {
+          throwRange(env, "word id " + std::to_string(word[n]) + at() + " must be in [0, " + std::to_string(k.vocab) + ")");
         }
       } else {
-        if (word.data[n] != -1) throwRange(env, "word id" + at() + " must be -1: only level 0 holds leaves");
-        const int32_t limit = levelStart.data[l];
-        for (int32_t child : {left.data[n], right.data[n]}) {
+        if (word[n] != -1) throwRange(env, "word id" + at() + " must be -1: only level 0 holds leaves");
+        const int32_t limit = levelStart[l];
+        for (int32_t child : {left[n], right[n]}) {
           if (child < 0 || child >= limit) {
             throwRange(env, "child " + std::to_string(child) + at() + " must be a node of an earlier level, in [0, " +
                                 std::to_string(limit) + ")");
@@ -150,7 +182,6 @@ Schedule scheduleArg(const Napi::Value& v, const Dims& k) {
       }
     }
   }
-  Schedule out{left.data, right.data, word.data, label.data, levelStart.data, static_cast<int>(N), levels};
   // schedule.dropout = {rate, seed}: optional, training only (rntn.h, Schedule).
   Napi::Value dropout = o.Get("dropout");
   if (!dropout.IsUndefined()) {
@@ -161,10 +192,26 @@ Schedule scheduleArg(const Napi::Value& v, const Dims& k) {
     const double r = rate.As<Napi::Number>().DoubleValue(), sd = seed.As<Napi::Number>().DoubleValue();
     if (!(r >= 0 && r < 1)) throwRange(env, "schedule.dropout.rate must be in [0, 1), got " + std::to_string(r));
     if (!(sd >= 0 && sd <= 9007199254740991.0) || sd != std::floor(sd)) throwRange(env, "schedule.dropout.seed must be an integer in [0, 2^53)");
-    out.dropoutRate = r;
-    out.dropoutSeed = static_cast<uint64_t>(sd);
+    c.dropoutRate = r;
+    c.dropoutSeed = static_cast<uint64_t>(sd);
   }
-  return out;
+  // schedule.weight = Float32Array: optional, the loss weight of each node (rntn.h, Schedule).
+  Napi::Value weight = o.Get("weight");
+  if (!weight.IsUndefined()) {
+    Napi::TypedArray a = typedArrayArg(weight, "schedule.weight");
+    if (a.TypedArrayType() != napi_float32_array) throwType(env, "schedule.weight must be a Float32Array");
+    Span<float> w = spanOf<float>(a);
+    c.weight = copyOf(env, Span<const float>{w.data, w.length});
+    if (c.weight.size() != N) {
+      throwRange(env, "schedule.weight must have one entry per node (" + std::to_string(N) + "), got " + std::to_string(c.weight.size()));
+    }
+    for (size_t n = 0; n < N; n++) {
+      if (!(std::isfinite(c.weight[n]) && c.weight[n] >= 0)) {
+        throwRange(env, "schedule.weight[" + std::to_string(n) + "] must be finite and non-negative, got " + std::to_string(c.weight[n]));
+      }
+    }
+  }
+  return c;
 }
 
 bool overlaps(const void* a, size_t aBytes, const void* b, size_t bBytes) {
@@ -209,7 +256,7 @@ class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
     if (params.ElementLength() != want) throwRange(env, "params has " + std::to_string(params.ElementLength()) + " values, dims need " + std::to_string(want));
     Span<float> p = spanOf<float>(params);
     // Validate everything before computing anything: a bad shard must not leave others half-added.
-    std::vector<Schedule> ss;
+    std::vector<ScheduleCopy> ss;
     std::vector<Span<float>> gs;
     for (uint32_t i = 0; i < grads.Length(); i++) {
       const std::string name = "grads[" + std::to_string(i) + "]";
@@ -227,7 +274,7 @@ class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
     try {
       if (!ss.empty()) rntn::prepareParameters<float>(k, p.data, f32_);
       for (size_t i = 0; i < ss.size(); i++) {
-        losses.Set(static_cast<uint32_t>(i), rntn::forwardBackwardPrepared<float>(k, p.data, gs[i].data, nullptr, ss[i], f32_));
+        losses.Set(static_cast<uint32_t>(i), rntn::forwardBackwardPrepared<float>(k, p.data, gs[i].data, nullptr, ss[i].view(), f32_));
       }
     } catch (const std::bad_alloc&) {
       throw Napi::Error::New(env, "out of memory for the native workspace");
@@ -248,7 +295,8 @@ class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
     const napi_typedarray_type type = params.TypedArrayType();
     if (type != napi_float32_array && type != napi_float64_array) throwType(env, "params must be a Float32Array or Float64Array");
     const Dims k = dimsArg(dimsV);
-    const Schedule s = scheduleArg(scheduleV, k);
+    const ScheduleCopy copy = scheduleArg(scheduleV, k);
+    const Schedule s = copy.view();
     const size_t want = Layout(k).size;
     if (params.ElementLength() != want) {
       throwRange(env, "params has " + std::to_string(params.ElementLength()) + " values, dims need " + std::to_string(want));

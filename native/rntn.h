@@ -72,6 +72,10 @@ struct Schedule {
   // from (dropoutSeed, n·d + q), so a schedule always gets the same mask.
   double dropoutRate = 0;
   uint64_t dropoutSeed = 0;
+  // Per-node weight of the loss term (nullptr: every labelled node weighs 1):
+  // the loss is Σ_n weight[n]·(−log y_n[label_n]). The trainer uses it to
+  // weigh each sentence's root more than its phrases (docs/training.md).
+  const float* weight = nullptr;
 };
 
 // Whether unit `index` of a schedule keeps its value under dropout: a
@@ -316,19 +320,23 @@ double forwardBackwardPrepared(const Dims& k, const T* params, T* grad, T* probs
     T sum = 0;
     for (int i = 0; i < C; i++) sum += std::exp(y[i] - top);
     // log-sum-exp form: −log y[t] = log Σ e^{s_i} − s_t, exact where y[t] underflows.
-    if (s.label[n] >= 0) loss += static_cast<double>(std::log(sum) + top - y[s.label[n]]);
+    if (s.label[n] >= 0) loss += (s.weight ? s.weight[n] : 1.0) * static_cast<double>(std::log(sum) + top - y[s.label[n]]);
     for (int i = 0; i < C; i++) y[i] = std::exp(y[i] - top) / sum;
   }
   if (probs) std::copy_n(Y, static_cast<size_t>(C) * N, probs);
   if (!grad) return loss;
 
-  // Backward. δs = y − t; ∂Ws += δs xᵀ; ∂bs += δs; g = Wsᵀ δs.
+  // Backward. δs = w·(y − t); ∂Ws += δs xᵀ; ∂bs += δs; g = Wsᵀ δs.
   for (int n = 0; n < N; n++) {
     T* y = Y + static_cast<size_t>(n) * C;
     if (s.label[n] < 0) {
       std::fill_n(y, C, T(0));
     } else {
       y[s.label[n]] -= 1;
+      if (s.weight) {
+        const T w = s.weight[n];
+        for (int i = 0; i < C; i++) y[i] *= w;
+      }
     }
     for (int i = 0; i < C; i++) grad[at.bs + i] += y[i];
   }

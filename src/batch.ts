@@ -21,6 +21,16 @@ export interface CompileOptions {
   labels?: boolean;
   /** Allocate the table in SharedArrayBuffers, so worker threads can read it without a copy. */
   shared?: boolean;
+  /** Loss weight of each tree's root (Schedule.weight); the other nodes weigh 1. Default 1 (no weights sent). */
+  rootWeight?: number;
+}
+
+/** What {@link TreeTable.compile} may add to a schedule. */
+export interface ScheduleOptions {
+  /** Receives the table index behind each schedule slot. */
+  source?: Int32Array;
+  /** Loss weight of each tree's root; with 1 (the default) the schedule carries no weights. */
+  rootWeight?: number;
 }
 
 /**
@@ -136,10 +146,10 @@ export class TreeTable implements TreeTableData {
    * batch of independent nodes: the native side computes a level with one
    * GEMM instead of one small product per node. Within a level, nodes keep
    * the order of their trees, which makes the schedule (and so the summation
-   * order of gradients) a function of the trees alone. `source`, when given,
-   * receives the table index behind each schedule slot.
+   * order of gradients) a function of the trees alone.
    */
-  compile(ids: ArrayLike<number>, source?: Int32Array): CompiledSchedule {
+  compile(ids: ArrayLike<number>, options: ScheduleOptions = {}): CompiledSchedule {
+    const { source, rootWeight = 1 } = options;
     const { treeStart, height } = this;
     let n = 0;
     let levels = 1;
@@ -185,7 +195,12 @@ export class TreeTable implements TreeTableData {
       }
       roots[j] = slot[treeStart[t + 1] - 1 - base];
     }
-    return { left, right, word, label, levelStart, roots, words: distinctSorted(leafWords) };
+    const schedule: CompiledSchedule = { left, right, word, label, levelStart, roots, words: distinctSorted(leafWords) };
+    if (rootWeight !== 1) {
+      schedule.weight = new Float32Array(n).fill(1);
+      for (const r of roots) schedule.weight[r] = rootWeight;
+    }
+    return schedule;
   }
 }
 
@@ -213,7 +228,7 @@ export function compileBatch(trees: readonly TreeNode[], vocab: Vocabulary, opti
   const byIndex: TreeNode[] = [];
   const table = TreeTable.fromTrees(trees, vocab, options, (node, i) => (byIndex[i] = node));
   const source = new Int32Array(byIndex.length);
-  const schedule = table.compile(Array.from(trees.keys()), source);
+  const schedule = table.compile(Array.from(trees.keys()), { source, rootWeight: options.rootWeight });
   return { ...schedule, nodes: Array.from(source, (i) => byIndex[i]) };
 }
 

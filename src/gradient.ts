@@ -21,26 +21,36 @@ export interface LossAndGradient<T extends FloatArray> {
  * writes and what other implementations compare against. In float64 the
  * parameters are widened first, which is how the gradient check runs.
  */
-export function lossAndGradient(model: Model, trees: readonly TreeNode[], precision: 'float64', dropout?: Dropout): LossAndGradient<Float64Array>;
-export function lossAndGradient(model: Model, trees: readonly TreeNode[], precision?: 'float32', dropout?: Dropout): LossAndGradient<Float32Array>;
-export function lossAndGradient(model: Model, trees: readonly TreeNode[], precision: Precision = 'float32', dropout?: Dropout): LossAndGradient<FloatArray> {
+export function lossAndGradient(model: Model, trees: readonly TreeNode[], precision: 'float64', terms?: LossTerms): LossAndGradient<Float64Array>;
+export function lossAndGradient(model: Model, trees: readonly TreeNode[], precision?: 'float32', terms?: LossTerms): LossAndGradient<Float32Array>;
+export function lossAndGradient(model: Model, trees: readonly TreeNode[], precision: Precision = 'float32', terms: LossTerms = {}): LossAndGradient<FloatArray> {
   const params = precision === 'float64' ? Float64Array.from(model.params) : model.params;
   const gradient = precision === 'float64' ? new Float64Array(params.length) : new Float32Array(params.length);
   const workspace = createWorkspace();
   const dims = nativeDims(model);
   let loss = 0;
-  for (const batch of chunks(model, trees, dropout)) loss += workspace.forwardBackward(params, gradient, dims, batch);
+  for (const batch of chunks(model, trees, terms)) loss += workspace.forwardBackward(params, gradient, dims, batch);
   return { loss, gradient, tensors: model.layout.views(gradient) };
 }
 
 /** Dropout on the classifier's input with a fixed mask (Schedule.dropout): chunk i of the trees uses seed + i. */
 export type Dropout = { rate: number; seed: number };
 
-function chunks(model: Model, trees: readonly TreeNode[], dropout?: Dropout): Schedule[] {
-  return [...compileChunks(trees, model.vocab)].map((batch, i) => (dropout ? { ...batch, dropout: { rate: dropout.rate, seed: dropout.seed + i } } : batch));
+/** The training-time terms of the loss, beyond the plain sum over labelled nodes. */
+export interface LossTerms {
+  dropout?: Dropout;
+  /** Loss weight of each tree's root (Schedule.weight); other nodes weigh 1. */
+  rootWeight?: number;
 }
 
-export interface GradientCheckOptions {
+function chunks(model: Model, trees: readonly TreeNode[], terms: LossTerms): Schedule[] {
+  const { dropout, rootWeight } = terms;
+  return [...compileChunks(trees, model.vocab, { rootWeight })].map((batch, i) =>
+    dropout ? { ...batch, dropout: { rate: dropout.rate, seed: dropout.seed + i } } : batch,
+  );
+}
+
+export interface GradientCheckOptions extends LossTerms {
   /** Coordinates checked per parameter group (all of them when the group is smaller). Default 200. */
   samples?: number;
   /** Finite-difference step. Default 1e-3 (the 5-point stencil's error is O(h⁴)). */
@@ -52,8 +62,6 @@ export interface GradientCheckOptions {
    * against rntn's finite differences.
    */
   analytic?: Float64Array;
-  /** Check the gradient under this dropout mask (it is fixed by the seed, so the loss is a smooth function). */
-  dropout?: Dropout;
 }
 
 export interface GroupCheck {
@@ -82,11 +90,12 @@ export function gradientCheck(model: Model, trees: readonly TreeNode[], options:
   const samples = options.samples ?? 200;
   const h = options.step ?? 1e-3;
   const params = Float64Array.from(model.params);
-  const analytic = options.analytic ?? lossAndGradient(model, trees, 'float64', options.dropout).gradient;
+  // Under dropout the mask is fixed by its seed, so the loss is still a smooth function of θ.
+  const analytic = options.analytic ?? lossAndGradient(model, trees, 'float64', options).gradient;
   if (analytic.length !== params.length) {
     throw new RangeError(`analytic gradient has ${analytic.length} values, the model has ${params.length}`);
   }
-  const batches = chunks(model, trees, options.dropout);
+  const batches = chunks(model, trees, options);
   const workspace: NativeWorkspace = createWorkspace();
   const dims = nativeDims(model);
   const lossAt = (index: number, delta: number): number => {

@@ -35,6 +35,12 @@ export interface Schedule {
    * unit) by the native core, so the same schedule and seed give the same mask.
    */
   dropout?: { rate: number; seed: number };
+  /**
+   * The loss weight of each node (default: 1 for all): the loss becomes
+   * Σ weight[n]·(−log y_n[label_n]) and its gradient scales alike. Finite and
+   * non-negative; the trainer weighs roots with it (`rootWeight`).
+   */
+  weight?: Float32Array;
 }
 
 /** Native scratch memory plus the math. One per thread; reuse it across calls. */

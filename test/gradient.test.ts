@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { compileBatch } from '../src/batch';
 import { gradientCheck, lossAndGradient } from '../src/gradient';
+import { createWorkspace, nativeDims } from '../src/native';
 import { Model, TENSOR_NAMES, type LeafActivation } from '../src/model';
 import { Random } from '../src/random';
 import { readTrees } from '../src/tree';
@@ -44,12 +46,32 @@ describe('finite-difference gradient check (float64)', () => {
       }
       // The mask is real: the loss and gradient differ from the plain ones, and a mask is a function of its seed.
       const plain = lossAndGradient(model, trees, 'float64');
-      const masked = lossAndGradient(model, trees, 'float64', dropout);
+      const masked = lossAndGradient(model, trees, 'float64', { dropout });
       expect(masked.loss).not.toBe(plain.loss);
-      expect(lossAndGradient(model, trees, 'float64', dropout).loss).toBe(masked.loss);
-      expect(lossAndGradient(model, trees, 'float64', { rate: 0.5, seed: 100 }).loss).not.toBe(masked.loss);
+      expect(lossAndGradient(model, trees, 'float64', { dropout }).loss).toBe(masked.loss);
+      expect(lossAndGradient(model, trees, 'float64', { dropout: { rate: 0.5, seed: 100 } }).loss).not.toBe(masked.loss);
       // Rate 0 is no dropout at all.
-      expect(lossAndGradient(model, trees, 'float64', { rate: 0, seed: 99 }).loss).toBe(plain.loss);
+      expect(lossAndGradient(model, trees, 'float64', { dropout: { rate: 0, seed: 99 } }).loss).toBe(plain.loss);
+    });
+  }
+
+  for (const leaf of ['identity', 'tanh'] as const) {
+    it(`root weight 3, d = 4, leaf = ${leaf}: every group within 1e-6, and the loss is the weighted sum`, () => {
+      const trees = randomTrees(43, 6, [...WORDS, 'unseen']);
+      const model = perturbedModel(new Vocabulary(WORDS), 4, leaf, 11);
+      for (const c of gradientCheck(model, trees, { samples: 400, rootWeight: 3 })) {
+        expect(c.relativeError, `${c.group}: ${JSON.stringify(c)}`).toBeLessThanOrEqual(1e-6);
+      }
+      // The roots' own loss, from the probabilities the forward pass gives them.
+      const batch = compileBatch(trees, model.vocab);
+      const probs = new Float64Array(model.config.classes * batch.left.length);
+      createWorkspace().forward(Float64Array.from(model.params), nativeDims(model), batch, probs);
+      let rootLoss = 0;
+      for (const r of batch.roots) rootLoss -= Math.log(probs[r * model.config.classes + batch.label[r]]);
+      const plain = lossAndGradient(model, trees, 'float64').loss;
+      expect(lossAndGradient(model, trees, 'float64', { rootWeight: 3 }).loss).toBeCloseTo(plain + 2 * rootLoss, 8);
+      expect(lossAndGradient(model, trees, 'float64', { rootWeight: 0 }).loss).toBeCloseTo(plain - rootLoss, 8);
+      expect(lossAndGradient(model, trees, 'float64', { rootWeight: 1 }).loss).toBe(plain);
     });
   }
 

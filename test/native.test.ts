@@ -141,6 +141,16 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
     ['dropout seed negative', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), dropout: { rate: 0.5, seed: -1 } }), /seed must be an integer/],
     ['dropout seed fractional', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), dropout: { rate: 0.5, seed: 1.5 } }), /seed must be an integer/],
     ['dropout seed a string', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), dropout: { rate: 0.5, seed: '1' as any } }), /must be numbers/],
+    ['weight not a typed array', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight: [1, 1] as any }), /schedule.weight must be a typed array/],
+    ['weight a Float64Array', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight: new Float64Array(batch.left.length) as any }), /schedule.weight must be a Float32Array/],
+    ['weight of the wrong length', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight: new Float32Array(2) }), /one entry per node \(\d+\), got 2/],
+    ['weight negative', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight: new Float32Array(batch.left.length).fill(-1) }), /weight\[0\] must be finite and non-negative/],
+    ['weight NaN', () => {
+      const weight = new Float32Array(batch.left.length).fill(1);
+      weight[3] = NaN;
+      return ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight });
+    }, /weight\[3\] must be finite/],
+    ['weight infinite', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight: new Float32Array(batch.left.length).fill(Infinity) }), /must be finite/],
     ['probs of the wrong length', () => ws.forward(model.params, dims, schedule(), new Float32Array(3)), /probs has 3 values/],
     ['sgemmRate with a bad size', () => native().sgemmRate(-1, 1), /n must be an integer/],
     ['blasThreads with a bad count', () => native().blasThreads(0), /n must be an integer in \[1, 1024\]/],
@@ -176,6 +186,61 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
     const shared = new Float32Array(new SharedArrayBuffer(model.params.byteLength));
     shared.set(model.params);
     expect(ws.forward(shared, dims, schedule())).toBeCloseTo(ws.forward(model.params, dims, schedule()), 6);
+  });
+
+  it('a schedule sharing memory with the gradient it writes is read as it was at the call', () => {
+    // The schedule's integers are copied before they are checked: here label
+    // sits on the bias gradient, which the backward pass writes while it still
+    // walks the nodes.
+    const plain = grad();
+    const expected = ws.forwardBackward(model.params, plain, dims, schedule());
+    const g = grad();
+    const bsOffset = model.layout.offsets.bs;
+    const s = schedule();
+    const n = s.label.length;
+    const aliased = new Int32Array(g.buffer, 4 * (bsOffset - n + 1), n);
+    aliased.set(s.label);
+    const loss = ws.forwardBackward(model.params, g, dims, { ...s, label: aliased });
+    expect(loss).toBe(expected);
+    // Away from the aliased slots, the gradient is the plain one.
+    expect(Array.from(g.subarray(0, bsOffset - n + 1))).toEqual(Array.from(plain.subarray(0, bsOffset - n + 1)));
+  });
+
+  it('a schedule another thread rewrites during calls gets errors or results, never a crash', async () => {
+    // A worker flips the root's label between valid and out of range; each
+    // call sees one state of the array, checked on its own copy. (Reading the
+    // caller's array after the check, the backward pass wrote out of bounds.)
+    const s = schedule();
+    const labels = new Int32Array(new SharedArrayBuffer(4 * s.label.length));
+    labels.set(s.label);
+    const root = s.label.length - 1;
+    const stop = new Int32Array(new SharedArrayBuffer(4));
+    const flipper = new Worker(
+      `const { workerData: { labels, stop, root, valid } } = require('node:worker_threads');
+       for (let k = 0; Atomics.load(stop, 0) === 0; k++) {
+         labels[root] = k & 1 ? 1 << 30 : valid;
+         for (let spin = 0; spin < 2000; spin++) Atomics.load(stop, 0);
+       }`,
+      { eval: true, workerData: { labels, stop, root, valid: s.label[root] } },
+    );
+    await new Promise((resolve) => flipper.once('online', resolve));
+    let returned = 0;
+    let rejected = 0;
+    const started = Date.now();
+    while (Date.now() - started < 1500 || returned === 0 || rejected === 0) {
+      try {
+        expect(Number.isFinite(ws.forwardBackward(model.params, grad(), dims, { ...s, label: labels }))).toBe(true);
+        returned++;
+      } catch (e) {
+        expect(String(e)).toMatch(new RegExp(`RangeError: label 1073741824 of node ${root} `));
+        rejected++;
+      }
+      if (Date.now() - started > 20_000) break;
+    }
+    Atomics.store(stop, 0, 1);
+    await flipper.terminate();
+    expect(returned + rejected).toBeGreaterThan(10);
+    expect(rejected).toBeGreaterThan(0);
   });
 
   it('a bad shard leaves every gradient untouched', () => {
