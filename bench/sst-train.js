@@ -5,7 +5,7 @@
 //
 //   node bench/sst-train.js [--seeds 1,2,3] [--epochs 40] [--dim 25] [--leaf identity|tanh]
 //                           [--lr 0.01] [--lambda-w 1e-3] [--lambda-v 0.3] [--lambda-ws 1e-4] [--lambda-l 1e-4]
-//                           [--patience K] [--min-count 2] [--threads N] [--dropout R] [--lr-drop-epoch 16 (0: never)] [--lr-drop-factor 0.1] [--json]
+//                           [--patience K] [--min-count 2] [--threads N] [--dropout R] [--root-weight W] [--lr-drop-epoch 16 (0: never)] [--lr-drop-factor 0.1] [--json]
 'use strict';
 const path = require('node:path');
 const { parseArgs } = require('node:util');
@@ -31,6 +31,7 @@ const { values } = parseArgs({
     json: { type: 'boolean', default: false },
     threads: { type: 'string' },
     dropout: { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.dropout) },
+    'root-weight': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.rootWeight) },
     'lr-drop-epoch': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.learningRateDrop?.epoch ?? 0) },
     'lr-drop-factor': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.learningRateDrop?.factor ?? 0.1) },
     sst: { type: 'string', default: SST_DIR },
@@ -48,6 +49,7 @@ const options = {
   patience: values.patience === undefined ? undefined : Number(values.patience),
   minCount: Number(values['min-count']),
   dropout: Number(values.dropout),
+  rootWeight: Number(values['root-weight']),
   learningRateDrop: Number(values['lr-drop-epoch']) === 0 ? undefined : { epoch: Number(values['lr-drop-epoch']), factor: Number(values['lr-drop-factor']) },
   threads: values.threads === undefined ? DEFAULT_TRAIN_OPTIONS.threads : Number(values.threads),
 };

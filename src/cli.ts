@@ -158,6 +158,7 @@ export function buildProgram(): Command {
     .option('--lambda-ws <x>', 'L2 weight of Ws', nonNegativeNumber, d.lambda.Ws)
     .option('--lambda-l <x>', 'L2 weight of the word vectors', nonNegativeNumber, d.lambda.L)
     .option('--dropout <rate>', "dropout on the classifier's input while training (0: none)", dropoutRate, d.dropout)
+    .option('--root-weight <w>', "loss weight of each sentence's root (1: every node alike, as in the paper)", nonNegativeNumber, d.rootWeight)
     .addOption(new Option('--leaf <activation>', 'leaf activation: identity (the paper) or tanh (CoreNLP)').choices(['identity', 'tanh']).default(d.leaf))
     .option('--seed <n>', 'random seed (initialisation and shuffling)', nonNegativeInt, d.seed)
     .option('--min-count <n>', 'words seen fewer times in training share the *UNK* vector', positiveInt, d.minCount)
@@ -196,6 +197,7 @@ export function buildProgram(): Command {
           adagradResetEpochs: opts.adagradReset,
           lambda: { W: opts.lambdaW, V: opts.lambdaV, Ws: opts.lambdaWs, L: opts.lambdaL },
           dropout: opts.dropout,
+          rootWeight: opts.rootWeight,
           seed: opts.seed,
           minCount: opts.minCount,
           evalEvery: opts.evalEvery,
@@ -315,6 +317,7 @@ interface TrainFlags {
   lambdaWs: number;
   lambdaL: number;
   dropout: number;
+  rootWeight: number;
   leaf: LeafActivation;
   seed: number;
   minCount: number;

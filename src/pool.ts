@@ -94,6 +94,8 @@ export interface WorkerInit {
   dims: NativeDims;
   update: UpdateConfig;
   channel: BatchChannel;
+  /** Loss weight of each tree's root in the shards' schedules. */
+  rootWeight: number;
 }
 
 export interface BatchResult {
@@ -112,6 +114,8 @@ export interface PoolOptions {
   table: TreeTableData;
   dims: NativeDims;
   update: UpdateConfig;
+  /** Loss weight of each tree's root (default 1: the paper's loss). */
+  rootWeight?: number;
   /** The worker's script; tests substitute one that fails. */
   workerScript?: string;
 }
@@ -178,6 +182,7 @@ export class TrainingPool {
         dims: options.dims,
         update: options.update,
         channel: this.channel,
+        rootWeight: options.rootWeight ?? 1,
       };
       const w = new Worker(script, { workerData: init });
       w.on('error', (error) => this.fail(error));

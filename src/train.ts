@@ -87,6 +87,12 @@ export interface TrainOptions {
    * not depend on the thread count and a resumed run replays it.
    */
   dropout: number;
+  /**
+   * Loss weight of each training sentence's root (the other nodes weigh 1):
+   * the paper's objective sums every node alike, so the roots, 2.7 % of SST's
+   * labelled nodes, carry little of it. 1 = the paper (docs/training.md).
+   */
+  rootWeight: number;
 }
 
 export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
@@ -114,12 +120,13 @@ export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
   threads: os.availableParallelism(),
   shards: 4,
   dropout: 0,
+  rootWeight: 1,
 };
 
 /** One line of the training log (JSON Lines), written after every epoch. */
 export interface EpochRecord {
   epoch: number;
-  /** Mean −log y[label] per training node over the epoch (unregularised). */
+  /** Mean −log y[label] per training node over the epoch (unregularised; roots count `rootWeight` times). */
   loss: number;
   dev?: Pick<Metrics, 'loss' | 'rootFine' | 'allFine' | 'rootBinary' | 'allBinary'>;
   /** Whether this epoch's model is the best on dev so far (the one that will be written). */
@@ -262,6 +269,9 @@ export async function train(
   const adagrad = new AdaGrad(model.params.length, options.learningRate, options.adagradEpsilon);
   if (history) adagrad.history.set(history);
   if (!Number.isInteger(options.shards) || options.shards < 1) throw new RangeError(`shards must be a positive integer, got ${options.shards}`);
+  // Checkpoints written before the option existed trained with weight 1.
+  const rootWeight = options.rootWeight ?? 1;
+  if (!(Number.isFinite(rootWeight) && rootWeight >= 0)) throw new RangeError(`rootWeight must be a finite number >= 0, got ${rootWeight}`);
 
   // Parameters and per-shard gradients in shared memory, for the workers to use in place.
   const shared = (n: number) => new Float32Array(new SharedArrayBuffer(4 * n));
@@ -297,7 +307,7 @@ export async function train(
     writeCheckpoint(lastCheckpoint, model, adagrad.history, best, options, state);
   };
 
-  const pool = new TrainingPool({ threads: options.threads, params, grads, table: table.data, dims: nativeDims(model), update });
+  const pool = new TrainingPool({ threads: options.threads, params, grads, table: table.data, dims: nativeDims(model), update, rootWeight });
   try {
     training: while (state.epoch < options.epochs) {
       if (state.batch === 0 && options.adagradResetEpochs > 0 && state.epoch > 0 && state.epoch % options.adagradResetEpochs === 0) {

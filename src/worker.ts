@@ -54,7 +54,9 @@ for (let n = 1; ; n++) {
       shardLoss[slot * S + s] = 0;
     }
   }
-  const compiled = mine.map((s) => table.compile(trees.subarray(slot * maxTrees + start(s), slot * maxTrees + start(s + 1))));
+  const compiled = mine.map((s) =>
+    table.compile(trees.subarray(slot * maxTrees + start(s), slot * maxTrees + start(s + 1)), { rootWeight: init.rootWeight }),
+  );
   const schedules: Schedule[] = compiled.map((schedule, i) => {
     const d = 2 * (slot * S + mine[i]);
     return dropout[d] > 0 ? { ...schedule, dropout: { rate: dropout[d], seed: dropout[d + 1] } } : schedule;

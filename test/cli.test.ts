@@ -186,6 +186,9 @@ describe('rntn train, eval and predict', () => {
     const dropout = rntn('train', '--dropout', '1');
     expect(dropout.status).not.toBe(0);
     expect(dropout.stderr).toMatch(/--dropout.*rate in \[0, 1\)/);
+    const rootWeight = rntn('train', '--root-weight', '-2');
+    expect(rootWeight.status).not.toBe(0);
+    expect(rootWeight.stderr).toMatch(/--root-weight.*non-negative number/);
     const unknown = rntn('train', '--frobnicate');
     expect(unknown.status).not.toBe(0);
     expect(unknown.stderr).toMatch(/unknown option/);

@@ -12,8 +12,8 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rntn-pool-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const data = syntheticSplits(4);
-// Dropout on: its masks must not depend on the thread count either.
-const options: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS, dim: 6, batchSize: 13, epochs: 3, seed: 2, shards: 4, dropout: 0.3 };
+// Dropout on: its masks must not depend on the thread count either; roots weighted, so the workers' schedules carry weights.
+const options: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS, dim: 6, batchSize: 13, epochs: 3, seed: 2, shards: 4, dropout: 0.3, rootWeight: 2 };
 
 describe('multi-threaded training', () => {
   it('gives byte-identical models for 1, 2 and 3 threads', async () => {

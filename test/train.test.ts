@@ -13,8 +13,8 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const data = syntheticSplits(3);
 const trainTrees = data.train.slice(0, 150);
 const devTrees = data.dev.slice(0, 40);
-// With dropout, so that determinism and resumption cover its masks too.
-const small: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS, dim: 6, batchSize: 10, epochs: 4, seed: 5, dropout: 0.3 };
+// With dropout and weighted roots, so that determinism and resumption cover them too.
+const small: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS, dim: 6, batchSize: 10, epochs: 4, seed: 5, dropout: 0.3, rootWeight: 2 };
 
 describe('AdaGrad', () => {
   it('adds λθ to the scaled gradient, divides by √(Σg²) + ε, and zeroes the gradient', () => {
@@ -80,6 +80,16 @@ describe('train', () => {
     const a = await train(trainTrees, devTrees, small);
     const b = await train(trainTrees, devTrees, small);
     expect(encodeModel(a.model).equals(encodeModel(b.model))).toBe(true);
+  });
+
+  it('weighs the roots by rootWeight, and 1 is the plain loss', async () => {
+    const run = (rootWeight: number) => train(trainTrees, undefined, { ...small, epochs: 1, dropout: 0, rootWeight, threads: 1 });
+    const [one, two, plain] = await Promise.all([run(1), run(2), train(trainTrees, undefined, { ...small, epochs: 1, dropout: 0, threads: 1, rootWeight: undefined as unknown as number })]);
+    expect(encodeModel(two.model).equals(encodeModel(one.model))).toBe(false);
+    // An options object without the field (a checkpoint from before it existed) trains with weight 1.
+    expect(encodeModel(plain.model).equals(encodeModel(one.model))).toBe(true);
+    await expect(run(-1)).rejects.toThrow(/rootWeight must be a finite number >= 0, got -1/);
+    await expect(run(NaN)).rejects.toThrow(/rootWeight must be a finite number >= 0/);
   });
 
   it('resumes from an epoch checkpoint to the same bytes as an uninterrupted run', async () => {
