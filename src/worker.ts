@@ -46,8 +46,9 @@ for (let n = 1; ; n++) {
   // Shard s belongs to worker s mod workers; the split does not change the arithmetic (src/pool.ts).
   // Measured against shards claimed dynamically from an atomic counter (a
   // slowed worker would take fewer): 8 paired 3-epoch runs at 2 threads, a
-  // median 0.955× (0.86-1.17), 1 thread 0.996×. A fixed owner keeps each
-  // shard's gradient buffer in one core's cache from batch to batch.
+  // median 0.955× (0.86-1.17), 1 thread 0.996×: no gain. (Presumably because
+  // a fixed owner keeps a shard's gradient buffer in one core's cache from
+  // batch to batch; not measured.)
   const mine: number[] = [];
   for (let s = init.worker; s < S; s += W) {
     if (start(s + 1) > start(s)) {
