@@ -132,14 +132,20 @@ ScheduleCopy scheduleArg(const Napi::Value& v, const Dims& k) {
   if (!v.IsObject()) throwType(env, "schedule must be an object {left, right, word, label, levelStart}");
   Napi::Object o = v.As<Napi::Object>();
   ScheduleCopy c;
-  c.left = copyOf(env, int32Arg(o.Get("left"), "schedule.left"));
-  c.right = copyOf(env, int32Arg(o.Get("right"), "schedule.right"));
-  c.word = copyOf(env, int32Arg(o.Get("word"), "schedule.word"));
-  c.label = copyOf(env, int32Arg(o.Get("label"), "schedule.label"));
-  c.levelStart = copyOf(env, int32Arg(o.Get("levelStart"), "schedule.levelStart"));
+  // Each array is copied as soon as it is read: a getter on a later property
+  // cannot change what an earlier one held.
+  auto copyArray = [&](const char* key, std::vector<int32_t>& into) {
+    const auto a = int32Arg(o.Get(key), std::string("schedule.") + key);
+    if (a.length > static_cast<size_t>(std::numeric_limits<int32_t>::max() / 2)) throwRange(env, "schedule has too many nodes");
+    into = copyOf(env, a);
+  };
+  copyArray("left", c.left);
+  copyArray("right", c.right);
+  copyArray("word", c.word);
+  copyArray("label", c.label);
+  copyArray("levelStart", c.levelStart);
   const std::vector<int32_t>&left = c.left, &right = c.right, &word = c.word, &label = c.label, &levelStart = c.levelStart;
   const size_t N = left.size();
-  if (N > static_cast<size_t>(std::numeric_limits<int32_t>::max() / 2)) throwRange(env, "schedule has too many nodes");
   if (right.size() != N || word.size() != N || label.size() != N) {
     throwRange(env, "schedule.left, right, word and label must have the same length (" + std::to_string(N) + ", " +
                         std::to_string(right.size()) + ", " + std::to_string(word.size()) + ", " +

@@ -206,6 +206,22 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
     expect(Array.from(g.subarray(0, bsOffset - n + 1))).toEqual(Array.from(plain.subarray(0, bsOffset - n + 1)));
   });
 
+  it('a getter that rewrites the schedule after it was read changes nothing', () => {
+    // `dropout` and `weight` are read after the index arrays were checked: a
+    // getter there corrupting a child index must not reach the math.
+    const expected = ws.forwardBackward(model.params, grad(), dims, schedule());
+    const s = schedule();
+    const tricky = {
+      ...s,
+      get dropout() {
+        s.left[s.left.length - 1] = 1 << 30;
+        return undefined;
+      },
+    };
+    expect(ws.forwardBackward(model.params, grad(), dims, tricky)).toBe(expected);
+    expect(s.left[s.left.length - 1]).toBe(1 << 30);
+  });
+
   it('a schedule another thread rewrites during calls gets errors or results, never a crash', async () => {
     // A worker flips the root's label between valid and out of range; each
     // call sees one state of the array, checked on its own copy. (Reading the
