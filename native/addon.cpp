@@ -259,32 +259,42 @@ class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
     if (grads.Length() != schedules.Length()) throwRange(env, "grads and schedules must have the same length");
     const Dims k = dimsArg(info[2]);
     const size_t want = Layout(k).size;
-    if (params.ElementLength() != want) throwRange(env, "params has " + std::to_string(params.ElementLength()) + " values, dims need " + std::to_string(want));
-    Span<float> p = spanOf<float>(params);
     // Validate everything before computing anything: a bad shard must not leave others half-added.
+    // JavaScript values first (reading them may run getters, which could
+    // detach a buffer), raw pointers only after the last of them.
     std::vector<ScheduleCopy> ss;
-    std::vector<Span<float>> gs;
+    std::vector<Napi::Value> gradValues;
     for (uint32_t i = 0; i < grads.Length(); i++) {
+      gradValues.push_back(grads.Get(i));
+      ss.push_back(scheduleArg(schedules.Get(i), k));
+    }
+    // Lengths from the spans, not ElementLength(): node-addon-api caches that
+    // when the TypedArray is wrapped, and a getter may have detached it since.
+    Span<float> p = spanOf<float>(params);
+    if (p.length != want) throwRange(env, "params has " + std::to_string(p.length) + " values, dims need " + std::to_string(want));
+    std::vector<Span<float>> gs;
+    for (uint32_t i = 0; i < gradValues.size(); i++) {
       const std::string name = "grads[" + std::to_string(i) + "]";
-      Napi::TypedArray g = typedArrayArg(grads.Get(i), name);
+      Napi::TypedArray g = typedArrayArg(gradValues[i], name);
       if (g.TypedArrayType() != napi_float32_array) throwType(env, name + " must be a Float32Array like params");
-      if (g.ElementLength() != want) throwRange(env, name + " has " + std::to_string(g.ElementLength()) + " values, dims need " + std::to_string(want));
       Span<float> gi = spanOf<float>(g);
+      if (gi.length != want) throwRange(env, name + " has " + std::to_string(gi.length) + " values, dims need " + std::to_string(want));
       if (overlaps(p.data, p.length * 4, gi.data, gi.length * 4)) throwRange(env, "params and " + name + " must not share memory");
       for (const Span<float>& other : gs)
         if (overlaps(other.data, other.length * 4, gi.data, gi.length * 4)) throwRange(env, name + " shares memory with another gradient");
       gs.push_back(gi);
-      ss.push_back(scheduleArg(schedules.Get(i), k));
     }
-    Napi::Array losses = Napi::Array::New(env, ss.size());
+    std::vector<double> results(ss.size());
     try {
       if (!ss.empty()) rntn::prepareParameters<float>(k, p.data, f32_);
-      for (size_t i = 0; i < ss.size(); i++) {
-        losses.Set(static_cast<uint32_t>(i), rntn::forwardBackwardPrepared<float>(k, p.data, gs[i].data, nullptr, ss[i].view(), f32_));
-      }
+      for (size_t i = 0; i < ss.size(); i++) results[i] = rntn::forwardBackwardPrepared<float>(k, p.data, gs[i].data, nullptr, ss[i].view(), f32_);
     } catch (const std::bad_alloc&) {
       throw Napi::Error::New(env, "out of memory for the native workspace");
     }
+    // Built only now: setting an element can run JavaScript (a setter on
+    // Array.prototype), which must not happen while the pointers above are in use.
+    Napi::Array losses = Napi::Array::New(env, results.size());
+    for (size_t i = 0; i < results.size(); i++) losses.Set(static_cast<uint32_t>(i), results[i]);
     return losses;
   }
 
@@ -335,6 +345,12 @@ class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
     Span<T> params = spanOf<T>(paramsA);
     Span<T> grad = hasGrad ? spanOf<T>(gradA) : Span<T>{};
     Span<T> probs = hasProbs ? spanOf<T>(probsA) : Span<T>{};
+    // Run checked ElementLength(), which node-addon-api cached before the dims
+    // and schedule getters ran; one of them may have detached a buffer since.
+    const size_t want = Layout(k).size;
+    if (params.length != want || (hasGrad && grad.length != want) || (hasProbs && probs.length != static_cast<size_t>(k.classes) * s.nodes)) {
+      throwRange(env, "params, grad or probs was detached or resized while the arguments were read");
+    }
     // The outputs must not alias the parameters or each other: the math reads params while it writes.
     if (overlaps(params.data, params.length * sizeof(T), grad.data, grad.length * sizeof(T)) ||
         overlaps(params.data, params.length * sizeof(T), probs.data, probs.length * sizeof(T)) ||
@@ -428,15 +444,19 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
       if (a.TypedArrayType() != napi_float32_array) throwType(env, name + " must be a Float32Array");
       return spanOf<float>(a);
     };
+    if (!info[2].IsArray()) throwType(env, "grads must be an array of Float32Arrays");
+    // Every element first: reading one may run a getter (JavaScript that could
+    // detach a buffer), so raw pointers are taken only after the last of them.
+    Napi::Array gradsArray = info[2].As<Napi::Array>();
+    std::vector<Napi::Value> gradValues;
+    for (uint32_t s = 0; s < gradsArray.Length(); s++) gradValues.push_back(gradsArray.Get(s));
     Span<float> params = float32(info[0], "params");
     Span<float> history = float32(info[1], "history");
     if (history.length != params.length) throwRange(env, "history must have as many values as params");
-    if (!info[2].IsArray()) throwType(env, "grads must be an array of Float32Arrays");
-    Napi::Array gradsArray = info[2].As<Napi::Array>();
     std::vector<float*> grads;
     std::vector<Span<float>> gradSpans;
-    for (uint32_t s = 0; s < gradsArray.Length(); s++) {
-      Span<float> g = float32(gradsArray.Get(s), "grads[" + std::to_string(s) + "]");
+    for (uint32_t s = 0; s < gradValues.size(); s++) {
+      Span<float> g = float32(gradValues[s], "grads[" + std::to_string(s) + "]");
       if (g.length != params.length) throwRange(env, "grads[" + std::to_string(s) + "] must have as many values as params");
       grads.push_back(g.data);
       gradSpans.push_back(g);

@@ -222,6 +222,31 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
     expect(s.left[s.left.length - 1]).toBe(1 << 30);
   });
 
+  it('a getter that detaches a buffer while the arguments are read gets an error, not a dangling pointer', () => {
+    // Raw pointers are taken only after every argument has been read.
+    const detach = (a: Float32Array) => structuredClone(a.buffer, { transfer: [a.buffer as ArrayBuffer] });
+    const params = model.params.slice();
+    const shards = [grad(), grad()];
+    const second = shards[1];
+    Object.defineProperty(shards, 1, { get: () => (detach(params), second) });
+    expect(() => ws.forwardBackwardShards(params, shards, dims, [schedule(), schedule()])).toThrow(/params has 0 values/);
+    const stepParams = model.params.slice();
+    const stepGrads = [grad()];
+    const first = stepGrads[0];
+    Object.defineProperty(stepGrads, 0, { get: () => (detach(stepParams), first) });
+    const history = new Float32Array(model.params.length);
+    expect(() => native().adagradStep(stepParams, history, stepGrads, Int32Array.of(0, 1), Float32Array.of(0), 1, 0.1, 1e-3)).toThrow(
+      /history must have as many values as params/,
+    );
+    // forward and forwardBackward: a getter on dims or on the schedule.
+    const forwardParams = model.params.slice();
+    const trickyDims = { ...dims, get leafTanh() { detach(forwardParams); return dims.leafTanh; } };
+    expect(() => ws.forward(forwardParams, trickyDims, schedule())).toThrow(/detached or resized while the arguments were read/);
+    const target = grad();
+    const trickySchedule = { ...schedule(), get dropout() { detach(target); return undefined; } };
+    expect(() => ws.forwardBackward(model.params, target, dims, trickySchedule)).toThrow(/grad has 0 values/);
+  });
+
   it('a schedule another thread rewrites during calls gets errors or results, never a crash', async () => {
     // A worker flips the root's label between valid and out of range; each
     // call sees one state of the array, checked on its own copy. (Reading the
