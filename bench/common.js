@@ -18,14 +18,6 @@ function requireTreebank(file) {
   }
 }
 
-/**
- * Floating-point operations of one forward+backward pass as DESIGN.md counts
- * the model's work: three (2d²+d)·2d tensor-and-matrix products per internal
- * node (forward, error pass, ∂V/∂W), multiply-adds counted as two. The core
- * skips most of the error-pass product (it reuses the forward pass's Vs·c),
- * so rates from this are *effective*: comparable across implementations of
- * the same model, not the BLAS rate.
- */
 /** The trees of an SST split (exiting, saying so, when it is absent) and their internal-node count, nominalFlops' input. */
 function readTreebank(file) {
   requireTreebank(file);
@@ -36,6 +28,14 @@ function readTreebank(file) {
   return { trees, internal };
 }
 
+/**
+ * Floating-point operations of one forward+backward pass as DESIGN.md counts
+ * the model's work: three (2d²+d)·2d tensor-and-matrix products per internal
+ * node (forward, error pass, ∂V/∂W), multiply-adds counted as two. The core
+ * skips most of the error-pass product (it reuses the forward pass's Vs·c),
+ * so rates from this are *effective*: comparable across implementations of
+ * the same model, not the BLAS rate.
+ */
 function nominalFlops(dim, internalNodes) {
   return 2 * 3 * (2 * dim * dim + dim) * 2 * dim * internalNodes;
 }

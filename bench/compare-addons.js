@@ -11,7 +11,7 @@
 'use strict';
 const path = require('node:path');
 const { parseArgs } = require('node:util');
-const { lib, SST_DIR, requireTreebank, median } = require('./common');
+const { lib, SST_DIR, readTreebank, median } = require('./common');
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -21,17 +21,15 @@ if (positionals.length !== 2) {
   console.error('usage: node bench/compare-addons.js A.node B.node [--passes 9]');
   process.exit(2);
 }
-requireTreebank(values.train);
 // The environment rntn's loader would set (src/native.ts), before either addon loads OpenBLAS.
 lib('native').native();
 const [A, B] = positionals.map((file) => require(path.resolve(file)));
 const { compileBatch } = lib('batch');
 const { Model } = lib('model');
 const { nativeDims } = lib('native');
-const { readTrees } = lib('tree');
 const { Vocabulary } = lib('vocab');
 
-const trees = readTrees(values.train);
+const { trees } = readTreebank(values.train);
 const vocab = Vocabulary.fromTrees(trees);
 const batches = [];
 for (let i = 0; i < trees.length; i += 27) batches.push(compileBatch(trees.slice(i, i + 27), vocab));

@@ -307,12 +307,15 @@ class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
   Napi::Value Run(const Napi::CallbackInfo& info, Napi::Value paramsV, Napi::Value gradV, Napi::Value dimsV,
                   Napi::Value scheduleV, Napi::Value probsV) {
     Napi::Env env = info.Env();
-    Napi::TypedArray params = typedArrayArg(paramsV, "params");
-    const napi_typedarray_type type = params.TypedArrayType();
-    if (type != napi_float32_array && type != napi_float64_array) throwType(env, "params must be a Float32Array or Float64Array");
+    // Dims and the schedule first: reading them may run getters (JavaScript
+    // that could detach a buffer), and node-addon-api caches a typed array's
+    // length when it wraps it, so the typed arrays are wrapped after the last getter.
     const Dims k = dimsArg(dimsV);
     const ScheduleCopy copy = scheduleArg(scheduleV, k);
     const Schedule s = copy.view();
+    Napi::TypedArray params = typedArrayArg(paramsV, "params");
+    const napi_typedarray_type type = params.TypedArrayType();
+    if (type != napi_float32_array && type != napi_float64_array) throwType(env, "params must be a Float32Array or Float64Array");
     const size_t want = Layout(k).size;
     if (params.ElementLength() != want) {
       throwRange(env, "params has " + std::to_string(params.ElementLength()) + " values, dims need " + std::to_string(want));
@@ -345,12 +348,6 @@ class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
     Span<T> params = spanOf<T>(paramsA);
     Span<T> grad = hasGrad ? spanOf<T>(gradA) : Span<T>{};
     Span<T> probs = hasProbs ? spanOf<T>(probsA) : Span<T>{};
-    // Run checked ElementLength(), which node-addon-api cached before the dims
-    // and schedule getters ran; one of them may have detached a buffer since.
-    const size_t want = Layout(k).size;
-    if (params.length != want || (hasGrad && grad.length != want) || (hasProbs && probs.length != static_cast<size_t>(k.classes) * s.nodes)) {
-      throwRange(env, "params, grad or probs was detached or resized while the arguments were read");
-    }
     // The outputs must not alias the parameters or each other: the math reads params while it writes.
     if (overlaps(params.data, params.length * sizeof(T), grad.data, grad.length * sizeof(T)) ||
         overlaps(params.data, params.length * sizeof(T), probs.data, probs.length * sizeof(T)) ||

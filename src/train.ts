@@ -182,9 +182,10 @@ export class AdaGrad {
   /** Σg² per parameter; in shared memory, because the pool's workers apply the steps. */
   readonly history: Float32Array;
 
+  // No learning rate here: it changes during a run (learningRateDrop), so it
+  // travels with each batch to whoever applies the step.
   constructor(
     size: number,
-    readonly learningRate: number,
     readonly epsilon: number,
   ) {
     this.history = new Float32Array(new SharedArrayBuffer(4 * size));
@@ -199,8 +200,8 @@ export class AdaGrad {
    * the caller must stop). Runs in native code (native/adagrad.h); during
    * training each pool worker runs it on its share (src/pool.ts, updateShare).
    */
-  step(params: Float32Array, grads: Float32Array[], ranges: Int32Array, lambdas: Float32Array, scale: number): boolean {
-    return native().adagradStep(params, this.history, grads, ranges, lambdas, scale, this.learningRate, this.epsilon);
+  step(params: Float32Array, grads: Float32Array[], ranges: Int32Array, lambdas: Float32Array, scale: number, learningRate: number): boolean {
+    return native().adagradStep(params, this.history, grads, ranges, lambdas, scale, learningRate, this.epsilon);
   }
 
   reset(): void {
@@ -270,7 +271,7 @@ export async function train(
       records: [],
     };
   }
-  const adagrad = new AdaGrad(model.params.length, options.learningRate, options.adagradEpsilon);
+  const adagrad = new AdaGrad(model.params.length, options.adagradEpsilon);
   if (history) adagrad.history.set(history);
   if (!Number.isInteger(options.shards) || options.shards < 1) throw new RangeError(`shards must be a positive integer, got ${options.shards}`);
   // Checkpoints written before the option existed trained with weight 1.

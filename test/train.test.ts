@@ -18,11 +18,11 @@ const small: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS, dim: 6, batchSize: 10, e
 
 describe('AdaGrad', () => {
   it('adds λθ to the scaled gradient, divides by √(Σg²) + ε, and zeroes the gradient', () => {
-    const opt = new AdaGrad(2, 0.1, 1e-3);
+    const opt = new AdaGrad(2, 1e-3);
     const params = Float32Array.from([1, -2]);
     const grad = Float32Array.from([3, 0]);
     const other = Float32Array.from([1, 0]); // a second shard: the step sums them
-    expect(opt.step(params, [grad, other], Int32Array.from([0, 1, 1, 2]), Float32Array.from([0.1, 0.1]), 0.5)).toBe(true);
+    expect(opt.step(params, [grad, other], Int32Array.from([0, 1, 1, 2]), Float32Array.from([0.1, 0.1]), 0.5, 0.1)).toBe(true);
     // g = 0.5·(3 + 1) + 0.1·1 = 2.1 → θ = 1 − 0.1·2.1/(2.1 + 1e-3); g = 0 + 0.1·(−2) = −0.2 → θ = −2 + 0.1·0.2/(0.2 + 1e-3)
     expect(params[0]).toBeCloseTo(1 - (0.1 * 2.1) / (2.1 + 1e-3), 6);
     expect(params[1]).toBeCloseTo(-2 + (0.1 * 0.2) / (0.2 + 1e-3), 6);
@@ -32,11 +32,11 @@ describe('AdaGrad', () => {
     expect(Array.from(other)).toEqual([0, 0]);
     // Only the given ranges move.
     const untouched = Float32Array.from(params);
-    expect(opt.step(params, [Float32Array.from([5, 5])], Int32Array.from([1, 1]), Float32Array.from([0]), 1)).toBe(true);
+    expect(opt.step(params, [Float32Array.from([5, 5])], Int32Array.from([1, 1]), Float32Array.from([0]), 1, 0.1)).toBe(true);
     expect(Array.from(params)).toEqual(Array.from(untouched));
-    expect(opt.step(params, [Float32Array.from([NaN, 0])], Int32Array.from([0, 2]), Float32Array.from([0]), 1)).toBe(false);
-    expect(() => opt.step(params, [grad], Int32Array.from([0, 3]), Float32Array.from([0]), 1)).toThrow(/range 0 \[0, 3\) is not inside params/);
-    expect(() => opt.step(params, [params], Int32Array.from([0, 1]), Float32Array.from([0]), 1)).toThrow(/must not share memory/);
+    expect(opt.step(params, [Float32Array.from([NaN, 0])], Int32Array.from([0, 2]), Float32Array.from([0]), 1, 0.1)).toBe(false);
+    expect(() => opt.step(params, [grad], Int32Array.from([0, 3]), Float32Array.from([0]), 1, 0.1)).toThrow(/range 0 \[0, 3\) is not inside params/);
+    expect(() => opt.step(params, [params], Int32Array.from([0, 1]), Float32Array.from([0]), 1, 0.1)).toThrow(/must not share memory/);
     opt.reset();
     expect(Array.from(opt.history)).toEqual([0, 0]);
   });
@@ -56,8 +56,8 @@ describe('AdaGrad', () => {
         return f(theta - f(f(f(0.1) * g) / f(f(Math.sqrt(h)) + f(1e-3))));
       });
       const params = Float32Array.from(start);
-      const opt = new AdaGrad(n, 0.1, 1e-3);
-      expect(opt.step(params, grads, Int32Array.of(0, n), Float32Array.of(0.01), 0.25)).toBe(true);
+      const opt = new AdaGrad(n, 1e-3);
+      expect(opt.step(params, grads, Int32Array.of(0, n), Float32Array.of(0.01), 0.25, 0.1)).toBe(true);
       expect(Array.from(params), `${shards} shards`).toEqual(Array.from(expected));
       for (const g of grads) expect(g.every((x) => x === 0)).toBe(true);
     }
