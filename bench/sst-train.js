@@ -3,7 +3,7 @@
 // seeds, and prints the four Table 1 metrics per seed, their mean, the wall
 // time and the paper's row beside them (Socher et al. 2013, RNTN).
 //
-//   node bench/sst-train.js [--seeds 1,2,3] [--epochs 40] [--dim 25] [--leaf identity|tanh]
+//   node bench/sst-train.js [--seeds 1,2,3] [--epochs 40] [--dim 25] [--batch 27] [--leaf identity|tanh]
 //                           [--lr 0.01] [--lambda-w 1e-3] [--lambda-v 0.3] [--lambda-ws 1e-4] [--lambda-l 1e-4]
 //                           [--patience K] [--min-count 2] [--threads N] [--dropout R] [--root-weight W] [--lr-drop-epoch 16 (0: never)] [--lr-drop-factor 0.1] [--json]
 'use strict';
@@ -20,6 +20,7 @@ const { values } = parseArgs({
     seeds: { type: 'string', default: '1,2,3' },
     epochs: { type: 'string', default: '40' },
     dim: { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.dim) },
+    batch: { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.batchSize) },
     leaf: { type: 'string', default: DEFAULT_TRAIN_OPTIONS.leaf },
     lr: { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.learningRate) },
     'lambda-w': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.lambda.W) },
@@ -43,6 +44,7 @@ const options = {
   ...DEFAULT_TRAIN_OPTIONS,
   epochs: Number(values.epochs),
   dim: Number(values.dim),
+  batchSize: Number(values.batch),
   leaf: values.leaf,
   learningRate: Number(values.lr),
   lambda: { W: Number(values['lambda-w']), V: Number(values['lambda-v']), Ws: Number(values['lambda-ws']), L: Number(values['lambda-l']) },
