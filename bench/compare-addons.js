@@ -1,9 +1,12 @@
 #!/usr/bin/env node
-// Two builds of the addon, side by side in one process: forward+backward over
-// SST train (batch 27, one thread), the builds' passes interleaved, so that
-// the machine's drift hits both alike. Prints each build's median rate and the
-// median of the per-pass ratios B/A: the figure for "is this native change
-// faster?" on a shared machine.
+// Two builds of the addon, side by side in one process: what one training
+// thread does per minibatch of SST train (batch 27 split into the trainer's
+// 4 shards, forward+backward into their gradients, then the AdaGrad step),
+// the builds' passes interleaved, so that the machine's drift hits both alike.
+// Prints each build's median rate and the median of the per-pass ratios B/A
+// for the whole step and for its two parts: the figure for "is this native
+// change faster?" on a shared machine. Each build trains its own copy of the
+// parameters, so both see the same kind of values.
 //
 //   node bench/compare-addons.js A.node B.node [--passes 9]
 //   (e.g. A = a copy of build/Release/rntn.node kept before the change,
@@ -24,32 +27,73 @@ if (positionals.length !== 2) {
 // The environment rntn's loader would set (src/native.ts), before either addon loads OpenBLAS.
 lib('native').native();
 const [A, B] = positionals.map((file) => require(path.resolve(file)));
-const { compileBatch } = lib('batch');
+const { compileBatch, distinctSorted } = lib('batch');
 const { Model } = lib('model');
 const { nativeDims } = lib('native');
+const { updateShare } = lib('pool');
+const { DEFAULT_TRAIN_OPTIONS, splitIntoShards } = lib('train');
+const { countNodes } = lib('tree');
 const { Vocabulary } = lib('vocab');
 
 const { trees } = readTreebank(values.train);
-const vocab = Vocabulary.fromTrees(trees);
-const batches = [];
-for (let i = 0; i < trees.length; i += 27) batches.push(compileBatch(trees.slice(i, i + 27), vocab));
+const options = DEFAULT_TRAIN_OPTIONS;
+const vocab = Vocabulary.fromTrees(trees, options.minCount);
 const model = Model.create(vocab, { dim: 25, seed: 1 });
 const dims = nativeDims(model);
-const pass = (addon) => {
-  const ws = new addon.Workspace();
-  const grad = new Float32Array(model.params.length);
-  const start = process.hrtime.bigint();
-  for (const b of batches) ws.forwardBackward(model.params, grad, dims, b);
-  return Number(process.hrtime.bigint() - start) / 1e9;
+const { layout } = model;
+// The trainer's update (src/train.ts): the dense groups whole, L's touched rows.
+const lambdaOf = { V: options.lambda.V, W: options.lambda.W, b: 0, Ws: options.lambda.Ws, bs: 0 };
+const update = {
+  dense: ['V', 'W', 'b', 'Ws', 'bs'].map((name) => ({ start: layout.offsets[name], end: layout.offsets[name] + layout.count(name), lambda: lambdaOf[name] })),
+  rows: { offset: layout.offsets.L, dim: dims.dim, lambda: options.lambda.L },
 };
+const nodes = (t) => {
+  const { leaves, internal } = countNodes(trees[t]);
+  return leaves + internal;
+};
+const batches = [];
+for (let i = 0; i < trees.length; i += options.batchSize) {
+  const members = Int32Array.from({ length: Math.min(options.batchSize, trees.length - i) }, (_, k) => i + k);
+  const shards = splitIntoShards(members, options.shards, nodes).map((shard) => compileBatch(Array.from(shard, (t) => trees[t]), vocab));
+  const touched = distinctSorted(shards.flatMap((shard) => Array.from(shard.words)));
+  batches.push({ shards, scale: 1 / members.length, ...updateShare(update, touched, 0, 1) });
+}
+const state = (addon) => ({
+  workspace: new addon.Workspace(),
+  params: Float32Array.from(model.params),
+  history: new Float32Array(model.params.length),
+  grads: batches[0].shards.map(() => new Float32Array(model.params.length)),
+});
+const pass = (addon, s) => {
+  let forwardBackward = 0n;
+  let step = 0n;
+  for (const b of batches) {
+    const t0 = process.hrtime.bigint();
+    s.workspace.forwardBackwardShards(s.params, s.grads, dims, b.shards);
+    const t1 = process.hrtime.bigint();
+    addon.adagradStep(s.params, s.history, s.grads, b.ranges, b.lambdas, b.scale, options.learningRate, options.adagradEpsilon);
+    forwardBackward += t1 - t0;
+    step += process.hrtime.bigint() - t1;
+  }
+  return { forwardBackward: Number(forwardBackward) / 1e9, update: Number(step) / 1e9 };
+};
+const states = [state(A), state(B)];
 const a = [];
 const b = [];
 for (let p = 0; p < Number(values.passes); p++) {
-  a.push(pass(A));
-  b.push(pass(B));
+  a.push(pass(A, states[0]));
+  b.push(pass(B, states[1]));
 }
-const ratios = a.map((t, i) => t / b[i]);
+const total = (r) => r.forwardBackward + r.update;
+const report = (name, time) => {
+  const ratios = a.map((r, i) => time(r) / time(b[i]));
+  return `${name}: B/A ${median(ratios).toFixed(3)} (per pass: ${ratios.map((r) => r.toFixed(2)).join(' ')})`;
+};
+const share = (runs) => `${((100 * median(runs.map((r) => r.update))) / median(runs.map(total))).toFixed(1)} %`;
 console.log(
-  `A ${(trees.length / median(a)).toFixed(0)} sentences/s, B ${(trees.length / median(b)).toFixed(0)} sentences/s; ` +
-    `B/A median ${median(ratios).toFixed(3)} (per pass: ${ratios.map((r) => r.toFixed(2)).join(' ')})`,
+  `A ${(trees.length / median(a.map(total))).toFixed(0)} sentences/s (AdaGrad step ${share(a)} of it), ` +
+    `B ${(trees.length / median(b.map(total))).toFixed(0)} sentences/s (${share(b)})`,
 );
+console.log(report('whole step', total));
+console.log(report('forward+backward', (r) => r.forwardBackward));
+console.log(report('AdaGrad step', (r) => r.update));
