@@ -115,12 +115,13 @@ function independentStreams(threads, shards) {
     });
 }
 
-/** One stream: the trainer's batches of SST train in file order, split into shards as the trainer splits them, one pass timed. */
+/** One stream: SST train shuffled into batches and split into shards as the trainer does it, one pass timed. */
 function independentStream({ file, dim, shards, start }) {
   const { compileBatch } = lib('batch');
   const { Model } = lib('model');
   const { countNodes } = lib('tree');
   const { Vocabulary } = lib('vocab');
+  const { Random } = lib('random');
   const { trees } = readTreebank(file);
   const vocab = Vocabulary.fromTrees(trees, DEFAULT_TRAIN_OPTIONS.minCount);
   const model = Model.create(vocab, { dim, seed: 1 });
@@ -131,8 +132,9 @@ function independentStream({ file, dim, shards, start }) {
   };
   const batchSize = DEFAULT_TRAIN_OPTIONS.batchSize;
   const batches = [];
+  const order = new Random(1).shuffle(Array.from(trees.keys()));
   for (let b = 0; b < trees.length; b += batchSize) {
-    const members = Int32Array.from({ length: Math.min(batchSize, trees.length - b) }, (_, i) => b + i);
+    const members = Int32Array.from(order.slice(b, b + batchSize));
     batches.push(splitIntoShards(members, shards, nodes).map((shard) => compileBatch(Array.from(shard, (t) => trees[t]), vocab)));
   }
   const grads = Array.from({ length: shards }, () => new Float32Array(model.params.length));
