@@ -4,7 +4,7 @@
 // time and the paper's row beside them (Socher et al. 2013, RNTN).
 //
 //   node bench/sst-train.js [--seeds 1,2,3] [--epochs 40] [--dim 25] [--batch 27] [--leaf identity|tanh]
-//                           [--lr 0.01] [--lambda-w 1e-3] [--lambda-v 0.3] [--lambda-ws 1e-4] [--lambda-l 1e-4]
+//                           [--lr 0.01] [--adagrad-reset 1 (epochs; 0: never)] [--lambda-w 1e-3] [--lambda-v 0.3] [--lambda-ws 1e-4] [--lambda-l 1e-4]
 //                           [--patience K] [--min-count 2] [--threads N] [--dropout R] [--root-weight W] [--lr-drop-epoch 16 (0: never)] [--lr-drop-factor 0.1] [--json]
 'use strict';
 const path = require('node:path');
@@ -23,6 +23,7 @@ const { values } = parseArgs({
     batch: { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.batchSize) },
     leaf: { type: 'string', default: DEFAULT_TRAIN_OPTIONS.leaf },
     lr: { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.learningRate) },
+    'adagrad-reset': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.adagradResetEpochs) },
     'lambda-w': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.lambda.W) },
     'lambda-v': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.lambda.V) },
     'lambda-ws': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.lambda.Ws) },
@@ -47,6 +48,7 @@ const options = {
   batchSize: Number(values.batch),
   leaf: values.leaf,
   learningRate: Number(values.lr),
+  adagradResetEpochs: Number(values['adagrad-reset']),
   lambda: { W: Number(values['lambda-w']), V: Number(values['lambda-v']), Ws: Number(values['lambda-ws']), L: Number(values['lambda-l']) },
   patience: values.patience === undefined ? undefined : Number(values.patience),
   minCount: Number(values['min-count']),
