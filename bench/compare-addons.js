@@ -31,7 +31,7 @@ const { compileBatch, distinctSorted } = lib('batch');
 const { Model } = lib('model');
 const { nativeDims } = lib('native');
 const { updateShare } = lib('pool');
-const { DEFAULT_TRAIN_OPTIONS, splitIntoShards } = lib('train');
+const { DEFAULT_TRAIN_OPTIONS, splitIntoShards, updateConfig } = lib('train');
 const { countNodes } = lib('tree');
 const { Vocabulary } = lib('vocab');
 
@@ -40,13 +40,8 @@ const options = DEFAULT_TRAIN_OPTIONS;
 const vocab = Vocabulary.fromTrees(trees, options.minCount);
 const model = Model.create(vocab, { dim: 25, seed: 1 });
 const dims = nativeDims(model);
-const { layout } = model;
-// The trainer's update (src/train.ts): the dense groups whole, L's touched rows.
-const lambdaOf = { V: options.lambda.V, W: options.lambda.W, b: 0, Ws: options.lambda.Ws, bs: 0 };
-const update = {
-  dense: ['V', 'W', 'b', 'Ws', 'bs'].map((name) => ({ start: layout.offsets[name], end: layout.offsets[name] + layout.count(name), lambda: lambdaOf[name] })),
-  rows: { offset: layout.offsets.L, dim: dims.dim, lambda: options.lambda.L },
-};
+// The trainer's update: which ranges a batch updates, with which λ (each build keeps its own history below).
+const update = updateConfig(model, options.lambda, { history: new Float32Array(0), epsilon: options.adagradEpsilon });
 const nodes = (t) => {
   const { leaves, internal } = countNodes(trees[t]);
   return leaves + internal;

@@ -13,9 +13,9 @@
 // Two references come from the same rounds, because a speed-up on a shared
 // virtual machine says as much about the host as about the pool:
 // - "independent streams": N worker threads each run the pool's forward+
-//   backward work for a whole epoch (the same batches split into the same
-//   shards, one native call per batch) with no synchronisation, no update
-//   and nothing shared; their combined rate over one stream's is the speed-up
+//   backward work for a whole epoch (SST train shuffled into batches and
+//   split into shards as the trainer does it, one native call per batch)
+//   with no synchronisation, no update and nothing shared; their combined rate over one stream's is the speed-up
 //   these cores give this work at all, the ceiling for the pool's;
 // - the hypervisor's steal: the share of CPU time /proc/stat counts as stolen
 //   while a configuration trained (Linux only).
@@ -97,14 +97,22 @@ const list = (s) => s.split(',').map(Number);
 function independentStreams(threads, shards) {
   const start = new Int32Array(new SharedArrayBuffer(4));
   const workers = Array.from({ length: threads }, () => new Worker(__filename, { workerData: { file: values.train, dim: d, shards, start } }));
-  const ready = workers.map((w) => new Promise((resolve, reject) => w.once('message', resolve).once('error', reject)));
+  // A stream that throws or exits early fails the benchmark instead of hanging it.
+  const next = (w) =>
+    new Promise((resolve, reject) =>
+      w
+        .once('message', resolve)
+        .once('error', reject)
+        .once('exit', (code) => reject(new Error(`a stream exited (code ${code}) before reporting`))),
+    );
+  const ready = workers.map(next);
   const savedBlasThreads = native().blasThreads();
   native().blasThreads(1); // as the pool does: one OpenBLAS thread per worker
   return Promise.all(ready)
     .then(() => {
       // Every stream has parsed, compiled and run its warm-up pass: start the timed passes together.
       const began = process.hrtime.bigint();
-      const done = workers.map((w) => new Promise((resolve, reject) => w.once('message', resolve).once('error', reject)));
+      const done = workers.map(next);
       Atomics.store(start, 0, 1);
       Atomics.notify(start, 0);
       return Promise.all(done).then(() => (threads * trees.length) / (Number(process.hrtime.bigint() - began) / 1e9));
@@ -140,10 +148,10 @@ function independentStream({ file, dim, shards, start }) {
   const grads = Array.from({ length: shards }, () => new Float32Array(model.params.length));
   const workspace = createWorkspace();
   const pass = () => {
-    // The gradients are never zeroed: the trainer does that inside its update,
-    // which streams leave out, and a memset of every shard's whole buffer per
-    // batch (7 MB) would cost more than the forward+backward it frames. What
-    // the sums grow to does not change the speed.
+    // The gradients are never zeroed: the trainer zeroes only what its update
+    // touched, inside the update, which streams leave out. A memset of every
+    // shard's whole buffer per batch (7 MB) made one stream slower than the
+    // whole 1-thread pool. What the sums grow to does not change the speed.
     for (const schedules of batches) workspace.forwardBackwardShards(model.params, grads, dims, schedules);
   };
   pass();

@@ -283,23 +283,11 @@ export async function train(
   const sharedParams = shared(model.params.length);
   sharedParams.set(model.params);
   model = new Model(model.config, model.vocab, sharedParams);
-  const { layout } = model;
   const params = model.params;
   const grads = Array.from({ length: options.shards }, () => shared(params.length));
   const table = TreeTable.fromTrees(trainTrees, model.vocab, { shared: true });
   const treeNodes = (tree: number) => table.treeStart[tree + 1] - table.treeStart[tree];
-  const d = model.config.dim;
-  const lambdaOf = { V: options.lambda.V, W: options.lambda.W, b: 0, Ws: options.lambda.Ws, bs: 0 } as const;
-  const update: UpdateConfig = {
-    history: adagrad.history,
-    epsilon: adagrad.epsilon,
-    dense: (['V', 'W', 'b', 'Ws', 'bs'] as const).map((name) => ({
-      start: layout.offsets[name],
-      end: layout.offsets[name] + layout.count(name),
-      lambda: lambdaOf[name],
-    })),
-    rows: { offset: layout.offsets.L, dim: d, lambda: options.lambda.L },
-  };
+  const update = updateConfig(model, options.lambda, adagrad);
 
   let stoppedBy: TrainResult['stoppedBy'] = 'epochs';
   if (options.checkpointDir) removeStaleTemporaries(path.join(options.checkpointDir, CHECKPOINT_FILE));
@@ -430,6 +418,26 @@ function dropoutSeed(seed: number, epoch: number, batch: number, shard: number):
   let h = 0x811c9dc5;
   for (const x of [seed >>> 0, Math.floor(seed / 2 ** 32), epoch, batch, shard]) h = Math.imul(h ^ x, 0x01000193) >>> 0;
   return h;
+}
+
+/**
+ * The update the pool applies for `model` under AdaGrad state `adagrad`:
+ * the groups before L whole, every batch, with their L2 weights (the biases
+ * b and bs unregularised), and only the rows of L a batch touched, with λ_L.
+ */
+export function updateConfig(model: Model, lambda: Regularisation, adagrad: Pick<AdaGrad, 'history' | 'epsilon'>): UpdateConfig {
+  const { layout } = model;
+  const lambdaOf = { V: lambda.V, W: lambda.W, b: 0, Ws: lambda.Ws, bs: 0 } as const;
+  return {
+    history: adagrad.history,
+    epsilon: adagrad.epsilon,
+    dense: (['V', 'W', 'b', 'Ws', 'bs'] as const).map((name) => ({
+      start: layout.offsets[name],
+      end: layout.offsets[name] + layout.count(name),
+      lambda: lambdaOf[name],
+    })),
+    rows: { offset: layout.offsets.L, dim: model.config.dim, lambda: lambda.L },
+  };
 }
 
 /**
