@@ -18,14 +18,23 @@ function requireTreebank(file) {
   }
 }
 
-/** The trees of an SST split (exiting, saying so, when it is absent) and their internal-node count, nominalFlops' input. */
+/**
+ * The trees of an SST split (exiting, saying so, when it is absent), their
+ * internal-node count (nominalFlops' input) and each tree's node count (the
+ * weight the trainer splits shards by).
+ */
 function readTreebank(file) {
   requireTreebank(file);
   const { readTrees, countNodes } = lib('tree');
   const trees = readTrees(file);
   let internal = 0;
-  for (const t of trees) internal += countNodes(t).internal;
-  return { trees, internal };
+  const sizes = new Int32Array(trees.length);
+  trees.forEach((t, i) => {
+    const count = countNodes(t);
+    internal += count.internal;
+    sizes[i] = count.leaves + count.internal;
+  });
+  return { trees, internal, sizes };
 }
 
 /**

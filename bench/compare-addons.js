@@ -32,24 +32,19 @@ const { Model } = lib('model');
 const { nativeDims } = lib('native');
 const { updateShare } = lib('pool');
 const { DEFAULT_TRAIN_OPTIONS, splitIntoShards, updateConfig } = lib('train');
-const { countNodes } = lib('tree');
 const { Vocabulary } = lib('vocab');
 
-const { trees } = readTreebank(values.train);
+const { trees, sizes } = readTreebank(values.train);
 const options = DEFAULT_TRAIN_OPTIONS;
 const vocab = Vocabulary.fromTrees(trees, options.minCount);
 const model = Model.create(vocab, { dim: 25, seed: 1 });
 const dims = nativeDims(model);
 // The trainer's update: which ranges a batch updates, with which λ (each build keeps its own history below).
 const update = updateConfig(model, options.lambda, { history: new Float32Array(0), epsilon: options.adagradEpsilon });
-const nodes = (t) => {
-  const { leaves, internal } = countNodes(trees[t]);
-  return leaves + internal;
-};
 const batches = [];
 for (let i = 0; i < trees.length; i += options.batchSize) {
   const members = Int32Array.from({ length: Math.min(options.batchSize, trees.length - i) }, (_, k) => i + k);
-  const shards = splitIntoShards(members, options.shards, nodes).map((shard) => compileBatch(Array.from(shard, (t) => trees[t]), vocab));
+  const shards = splitIntoShards(members, options.shards, (t) => sizes[t]).map((shard) => compileBatch(Array.from(shard, (t) => trees[t]), vocab));
   const touched = distinctSorted(shards.flatMap((shard) => Array.from(shard.words)));
   batches.push({ shards, scale: 1 / members.length, ...updateShare(update, touched, 0, 1) });
 }

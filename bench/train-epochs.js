@@ -127,23 +127,18 @@ function independentStreams(threads, shards) {
 function independentStream({ file, dim, shards, start }) {
   const { compileBatch } = lib('batch');
   const { Model } = lib('model');
-  const { countNodes } = lib('tree');
   const { Vocabulary } = lib('vocab');
   const { Random } = lib('random');
-  const { trees } = readTreebank(file);
+  const { trees, sizes } = readTreebank(file);
   const vocab = Vocabulary.fromTrees(trees, DEFAULT_TRAIN_OPTIONS.minCount);
   const model = Model.create(vocab, { dim, seed: 1 });
   const dims = nativeDims(model);
-  const nodes = (t) => {
-    const { leaves, internal } = countNodes(trees[t]);
-    return leaves + internal;
-  };
   const batchSize = DEFAULT_TRAIN_OPTIONS.batchSize;
   const batches = [];
   const order = new Random(1).shuffle(Array.from(trees.keys()));
   for (let b = 0; b < trees.length; b += batchSize) {
     const members = Int32Array.from(order.slice(b, b + batchSize));
-    batches.push(splitIntoShards(members, shards, nodes).map((shard) => compileBatch(Array.from(shard, (t) => trees[t]), vocab)));
+    batches.push(splitIntoShards(members, shards, (t) => sizes[t]).map((shard) => compileBatch(Array.from(shard, (t) => trees[t]), vocab)));
   }
   const grads = Array.from({ length: shards }, () => new Float32Array(model.params.length));
   const workspace = createWorkspace();

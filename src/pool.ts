@@ -94,8 +94,8 @@ export interface WorkerInit {
   dims: NativeDims;
   update: UpdateConfig;
   channel: BatchChannel;
-  /** Loss weight of each tree's root in the shards' schedules. */
-  rootWeight: number;
+  /** Loss weight of each tree's root in the shards' schedules (TreeTable.compile's default when absent). */
+  rootWeight?: number;
 }
 
 export interface BatchResult {
@@ -182,7 +182,7 @@ export class TrainingPool {
         dims: options.dims,
         update: options.update,
         channel: this.channel,
-        rootWeight: options.rootWeight ?? 1,
+        rootWeight: options.rootWeight,
       };
       const w = new Worker(script, { workerData: init });
       w.on('error', (error) => this.fail(error));

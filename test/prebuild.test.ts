@@ -10,10 +10,8 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 describe('the prebuilt binary', () => {
   it('npm run prebuild makes a stripped N-API binary that loads with no build directory', () => {
-    const made = spawnSync(process.execPath, [path.join(root, 'scripts/prebuild.js'), '--out', path.join(tmp, 'prebuilds'), '--build-dir', path.join(tmp, 'build')],
-      {
-      encoding: 'utf8',
-    });
+    const args = ['--out', path.join(tmp, 'prebuilds'), '--build-dir', path.join(tmp, 'build')];
+    const made = spawnSync(process.execPath, [path.join(root, 'scripts/prebuild.js'), ...args], { encoding: 'utf8' });
     expect(made.status, made.stderr + made.stdout).toBe(0);
     const dir = path.join(tmp, 'prebuilds', `${process.platform}-${process.arch}`);
     const files = fs.readdirSync(dir);
