@@ -231,6 +231,7 @@ class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
     return DefineClass(env, "Workspace",
                        {InstanceMethod<&WorkspaceWrap::ForwardBackward>("forwardBackward"),
                         InstanceMethod<&WorkspaceWrap::ForwardBackwardShards>("forwardBackwardShards"),
+                        InstanceMethod<&WorkspaceWrap::WeightGradient>("weightGradient"),
                         InstanceMethod<&WorkspaceWrap::Forward>("forward")});
   }
 
@@ -246,48 +247,69 @@ class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
     return Run(info, info[0], info[1], info[2], info[3], Napi::Value());
   }
 
-  // forwardBackwardShards(params, grads[], dims, schedules[]) → losses[]: schedule i's
-  // gradient is added to grads[i]. The parameters are prepared once for all of
-  // them (a worker's shards of one minibatch share the parameters).
+  // forwardBackwardShards(params, grads[], dims, schedules[], deferTo[]?) → losses[]:
+  // schedule i's gradient is added to grads[i]. The parameters are prepared
+  // once for all of them (a worker's shards of one minibatch share the
+  // parameters). With deferTo, ∂V and ∂W are left out and schedule i's
+  // weight-gradient inputs are written into deferTo[i] instead, for
+  // weightGradient to finish (on any thread).
   Napi::Value ForwardBackwardShards(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() != 4) throwType(env, "forwardBackwardShards(params, grads, dims, schedules) takes 4 arguments");
+    if (info.Length() != 4 && info.Length() != 5) throwType(env, "forwardBackwardShards(params, grads, dims, schedules, deferTo?) takes 4 or 5 arguments");
     Napi::TypedArray params = typedArrayArg(info[0], "params");
     if (params.TypedArrayType() != napi_float32_array) throwType(env, "forwardBackwardShards: params must be a Float32Array");
     if (!info[1].IsArray() || !info[3].IsArray()) throwType(env, "grads and schedules must be arrays");
+    const bool defer = info.Length() == 5 && !info[4].IsUndefined();
+    if (defer && !info[4].IsArray()) throwType(env, "deferTo must be an array");
     Napi::Array grads = info[1].As<Napi::Array>(), schedules = info[3].As<Napi::Array>();
     if (grads.Length() != schedules.Length()) throwRange(env, "grads and schedules must have the same length");
+    if (defer && info[4].As<Napi::Array>().Length() != schedules.Length()) throwRange(env, "deferTo and schedules must have the same length");
     const Dims k = dimsArg(info[2]);
     const size_t want = Layout(k).size;
     // Validate everything before computing anything: a bad shard must not leave others half-added.
     // JavaScript values first (reading them may run getters, which could
     // detach a buffer), raw pointers only after the last of them.
     std::vector<ScheduleCopy> ss;
-    std::vector<Napi::Value> gradValues;
+    std::vector<Napi::Value> gradValues, deferValues;
     for (uint32_t i = 0; i < grads.Length(); i++) {
       gradValues.push_back(grads.Get(i));
       ss.push_back(scheduleArg(schedules.Get(i), k));
+      if (defer) deferValues.push_back(info[4].As<Napi::Array>().Get(i));
     }
     // Lengths from the spans, not ElementLength(): node-addon-api caches that
     // when the TypedArray is wrapped, and a getter may have detached it since.
     Span<float> p = spanOf<float>(params);
     if (p.length != want) throwRange(env, "params has " + std::to_string(p.length) + " values, dims need " + std::to_string(want));
-    std::vector<Span<float>> gs;
+    std::vector<Span<float>> written;  // every buffer this call writes: none may share memory with params or another
+    auto writable = [&](const Napi::Value& v, const std::string& name, size_t atLeast, bool exact) {
+      Napi::TypedArray a = typedArrayArg(v, name);
+      if (a.TypedArrayType() != napi_float32_array) throwType(env, name + " must be a Float32Array like params");
+      Span<float> span = spanOf<float>(a);
+      if (exact ? span.length != atLeast : span.length < atLeast) {
+        throwRange(env, name + " has " + std::to_string(span.length) + " values, " + (exact ? "dims need " : "the schedule needs at least ") +
+                            std::to_string(atLeast));
+      }
+      if (overlaps(p.data, p.length * 4, span.data, span.length * 4)) throwRange(env, "params and " + name + " must not share memory");
+      for (const Span<float>& other : written)
+        if (overlaps(other.data, other.length * 4, span.data, span.length * 4)) throwRange(env, name + " shares memory with another output");
+      written.push_back(span);
+      return span.data;
+    };
+    std::vector<float*> gs, ds;
     for (uint32_t i = 0; i < gradValues.size(); i++) {
-      const std::string name = "grads[" + std::to_string(i) + "]";
-      Napi::TypedArray g = typedArrayArg(gradValues[i], name);
-      if (g.TypedArrayType() != napi_float32_array) throwType(env, name + " must be a Float32Array like params");
-      Span<float> gi = spanOf<float>(g);
-      if (gi.length != want) throwRange(env, name + " has " + std::to_string(gi.length) + " values, dims need " + std::to_string(want));
-      if (overlaps(p.data, p.length * 4, gi.data, gi.length * 4)) throwRange(env, "params and " + name + " must not share memory");
-      for (const Span<float>& other : gs)
-        if (overlaps(other.data, other.length * 4, gi.data, gi.length * 4)) throwRange(env, name + " shares memory with another gradient");
-      gs.push_back(gi);
+      gs.push_back(writable(gradValues[i], "grads[" + std::to_string(i) + "]", want, true));
+      if (defer) {
+        const Schedule s = ss[i].view();
+        const int internal = s.nodes == 0 ? 0 : s.nodes - s.levelStart[1];
+        ds.push_back(writable(deferValues[i], "deferTo[" + std::to_string(i) + "]", rntn::weightGradientInputSize(k.d, internal), false));
+      }
     }
     std::vector<double> results(ss.size());
     try {
       if (!ss.empty()) rntn::prepareParameters<float>(k, p.data, f32_);
-      for (size_t i = 0; i < ss.size(); i++) results[i] = rntn::forwardBackwardPrepared<float>(k, p.data, gs[i].data, nullptr, ss[i].view(), f32_);
+      for (size_t i = 0; i < ss.size(); i++) {
+        results[i] = rntn::forwardBackwardPrepared<float>(k, p.data, gs[i], nullptr, ss[i].view(), f32_, defer ? ds[i] : nullptr);
+      }
     } catch (const std::bad_alloc&) {
       throw Napi::Error::New(env, "out of memory for the native workspace");
     }
@@ -296,6 +318,38 @@ class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
     Napi::Array losses = Napi::Array::New(env, results.size());
     for (size_t i = 0; i < results.size(); i++) losses.Set(static_cast<uint32_t>(i), results[i]);
     return losses;
+  }
+
+  // weightGradient(inputs, internal, grad, dims): adds ∂V and ∂W of a schedule
+  // with `internal` internal nodes, from the inputs forwardBackwardShards
+  // deferred, to grad.
+  Napi::Value WeightGradient(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 4) throwType(env, "weightGradient(inputs, internal, grad, dims) takes 4 arguments");
+    const Dims k = dimsArg(info[3]);
+    if (!info[1].IsNumber()) throwType(env, "internal must be a number");
+    const double internal = info[1].As<Napi::Number>().DoubleValue();
+    if (!(internal >= 0 && internal <= std::numeric_limits<int32_t>::max()) || internal != std::floor(internal)) {
+      throwRange(env, "internal must be a non-negative integer, got " + info[1].ToString().Utf8Value());
+    }
+    Napi::TypedArray inputsArray = typedArrayArg(info[0], "inputs"), gradArray = typedArrayArg(info[2], "grad");
+    if (inputsArray.TypedArrayType() != napi_float32_array || gradArray.TypedArrayType() != napi_float32_array) {
+      throwType(env, "weightGradient: inputs and grad must be Float32Arrays");
+    }
+    Span<float> inputs = spanOf<float>(inputsArray), grad = spanOf<float>(gradArray);
+    const size_t need = rntn::weightGradientInputSize(k.d, static_cast<int>(internal)), want = Layout(k).size;
+    if (inputs.length < need) {
+      throwRange(env, "inputs has " + std::to_string(inputs.length) + " values, " + std::to_string(static_cast<int>(internal)) +
+                          " internal nodes need " + std::to_string(need));
+    }
+    if (grad.length != want) throwRange(env, "grad has " + std::to_string(grad.length) + " values, dims need " + std::to_string(want));
+    if (overlaps(inputs.data, inputs.length * 4, grad.data, grad.length * 4)) throwRange(env, "inputs and grad must not share memory");
+    try {
+      rntn::weightGradient<float>(k, static_cast<int>(internal), inputs.data, grad.data, f32_);
+    } catch (const std::bad_alloc&) {
+      throw Napi::Error::New(env, "out of memory for the native workspace");
+    }
+    return env.Undefined();
   }
 
   // forward(params, dims, schedule, probs?) → loss; writes class probabilities into probs.

@@ -13,7 +13,7 @@
 // directly, so VW = [Vf; W] is one row-major (2d²+d)×2d matrix, i.e. a
 // column-major 2d×(2d²+d) matrix with leading dimension 2d. The weight
 // gradient is accumulated packed (upper triangle of ∂V[k], then ∂W; see
-// levelQuadratic) and unpacked into that layout once per call.
+// quadraticFeatures) and unpacked into that layout once per call.
 //
 // The forward pass runs on the symmetrised tensor Vs[k] = V[k] + V[k]ᵀ
 // instead of V: cᵀV[k]c = ½·cᵀVs[k]c, and the products Vs[k]c it computes are
@@ -97,10 +97,9 @@ struct Workspace {
   std::vector<T> X;       // d × N activations
   std::vector<T> Y;       // C × N scores, then probabilities, then δs = y − t
   std::vector<T> G;       // d × N error reaching each node's activation
-  std::vector<T> Cin;     // 2d × Nint children [x_l; x_r] of every internal node
+  std::vector<T> CinD;    // 3d × Nint: children [x_l; x_r], then δ, of every internal node (unless deferred)
   std::vector<T> TZ;      // (2d²+d) × Nint: [Vsf; W]·c per internal node (one level's worth without grad)
-  std::vector<T> Q;       // rowsQ × window: [upper(c cᵀ); c] per internal node (levelQuadratic)
-  std::vector<T> D;       // d × Nint: δ of every internal node
+  std::vector<T> Q;       // rowsQ × window: [upper(c cᵀ); c] per internal node (quadraticFeatures)
   std::vector<T> dU;      // rowsQ × d: Σ_n [upper(c cᵀ); c]·δᵀ, unpacked into ∂V and ∂W at the end
   std::vector<T> VsWt;    // [Vsf; W] transposed: column-major (2d²+d) × 2d
   std::vector<T> dC;      // 2d × B error sent to the children of a level
@@ -114,7 +113,7 @@ struct Workspace {
   }
 };
 
-// Bytes of Q gathered before their ∂V, ∂W product is flushed. Small enough
+// Bytes of Q built before their ∂V, ∂W product is accumulated. Small enough
 // that Q is still in L2 when the GEMM packs it (measured: 4 MB windows were
 // ~10 % slower per epoch than 512 KB), big enough that the accumulation GEMM
 // has a long inner dimension (~100 nodes at d = 25). It also bounds memory
@@ -168,8 +167,9 @@ inline void levelDelta(int d, int B, const T* x, const T* g, T* delta, T* db) {
 // is all the weight gradient needs: half the GEMM of the full δ ⊗ c ⊗ c.
 inline int quadraticRows(int d) { return d * (2 * d + 1) + 2 * d; }
 
+// The Q columns of B consecutive internal nodes.
 template <typename T>
-inline void levelQuadratic(int d, int B, const T* c, T* q) {
+inline void quadraticFeatures(int d, int B, const T* c, T* q) {
   const int d2 = 2 * d, rowsQ = quadraticRows(d);
   for (int j = 0; j < B; j++) {
     const T* cj = c + static_cast<size_t>(j) * d2;
@@ -186,7 +186,7 @@ inline void levelQuadratic(int d, int B, const T* c, T* q) {
 }
 
 // ∂V[k]_im and ∂V[k]_mi += dU[t(i,m)][k] (the same value: the gradient is
-// symmetric), ∂W_kj += dU[tri + j][k]; the inverse of levelQuadratic's packing.
+// symmetric), ∂W_kj += dU[tri + j][k]; the inverse of quadraticFeatures' packing.
 template <typename T>
 inline void unpackWeightGradient(int d, const T* dU, T* dV, T* dW) {
   const int d2 = 2 * d, rowsQ = quadraticRows(d), tri = d * (d2 + 1);
@@ -240,13 +240,48 @@ void prepareParameters(const Dims& k, const T* params, Workspace<T>& w) {
   }
 }
 
+// What the weight gradient of a schedule's internal nodes is computed from:
+// their children [x_l; x_r] (2d × internal, column-major) followed by their
+// δ (d × internal). 3d values per internal node.
+inline size_t weightGradientInputSize(int d, int internal) { return static_cast<size_t>(3) * d * internal; }
+
+// ∂V and ∂W of one schedule, added to grad: Σ_n δ_n ⊗ [upper(c_n c_nᵀ); c_n]
+// as one GEMM per window of Q, then unpacked (unpackWeightGradient). It is
+// the part of the backward pass with no ordering between nodes or levels,
+// about a third of its FLOPs, and depends only on `inputs`
+// (weightGradientInputSize(d, internal) values; see forwardBackwardPrepared),
+// so the training pool can run it on whichever thread is free (src/worker.ts)
+// without changing a byte: the windows are fixed by `internal` alone.
+template <typename T>
+void weightGradient(const Dims& k, int internal, const T* inputs, T* grad, Workspace<T>& w) {
+  if (internal == 0) return;
+  const int d = k.d, d2 = 2 * k.d, rowsQ = quadraticRows(d);
+  const Layout at(k);
+  const T* Cin = inputs;
+  const T* D = inputs + static_cast<size_t>(d2) * internal;
+  const int window = std::min(internal, static_cast<int>(std::max<size_t>(16, kWeightGradientWindowBytes / (sizeof(T) * rowsQ))));
+  T* Q = Workspace<T>::sized(w.Q, static_cast<size_t>(rowsQ) * window);
+  T* dU = Workspace<T>::sized(w.dU, static_cast<size_t>(rowsQ) * d);
+  std::fill_n(dU, static_cast<size_t>(rowsQ) * d, T(0));
+  for (int from = 0; from < internal; from += window) {
+    const int cols = std::min(window, internal - from);
+    quadraticFeatures(d, cols, Cin + static_cast<size_t>(from) * d2, Q);
+    gemm(false, true, rowsQ, d, cols, T(1), Q, rowsQ, D + static_cast<size_t>(from) * d, d, T(1), dU, rowsQ);
+  }
+  unpackWeightGradient(d, static_cast<const T*>(dU), grad + at.V, grad + at.W);
+}
+
 // Forward pass over `s`; returns the summed loss −log y[label] of every
 // labelled node. When `probs` is given it receives the C class probabilities
 // of every node (column n = node n). When `grad` is given, the gradient of
 // that loss (unregularised) is *added* to it, same layout as `params`.
+// With `deferred` (weightGradientInputSize(d, internal nodes of s) values),
+// ∂V and ∂W are left out of grad and the inputs of weightGradient are
+// written there instead, for the caller to complete grad with.
 // prepareParameters(k, params, w) must have run since params last changed.
 template <typename T>
-double forwardBackwardPrepared(const Dims& k, const T* params, T* grad, T* probs, const Schedule& s, Workspace<T>& w) {
+double forwardBackwardPrepared(const Dims& k, const T* params, T* grad, T* probs, const Schedule& s, Workspace<T>& w,
+                               T* deferred = nullptr) {
   const int d = k.d, d2 = 2 * k.d, C = k.classes, N = s.nodes;
   const int rowsVW = d * d2 + d;  // rows of [Vf; W]: 2d² + d
   const Layout at(k);
@@ -261,7 +296,10 @@ double forwardBackwardPrepared(const Dims& k, const T* params, T* grad, T* probs
 
   T* X = Workspace<T>::sized(w.X, static_cast<size_t>(d) * N);
   T* Y = Workspace<T>::sized(w.Y, static_cast<size_t>(C) * N);
-  T* Cin = Workspace<T>::sized(w.Cin, static_cast<size_t>(d2) * nInternal);
+  // Children and δs are kept apart from the rest of the workspace: they are weightGradient's inputs.
+  T* inputs = deferred ? deferred : Workspace<T>::sized(w.CinD, weightGradientInputSize(d, nInternal));
+  T* Cin = inputs;
+  T* D = inputs + static_cast<size_t>(d2) * nInternal;
   int widest = 0;
   for (int l = 1; l < s.levels; l++) widest = std::max(widest, s.levelStart[l + 1] - s.levelStart[l]);
   // The error pass reuses every node's Vs·c, so with a gradient TZ keeps them all.
@@ -348,39 +386,14 @@ double forwardBackwardPrepared(const Dims& k, const T* params, T* grad, T* probs
     for (size_t i = 0; i < static_cast<size_t>(d) * N; i++) G[i] *= M[i];  // ∂x̃/∂x = m
   }
 
-  // A window never narrower than a level, and no wider than the batch needs.
-  const int rowsQ = quadraticRows(d);
-  const int windowCols = static_cast<int>(std::max<size_t>(16, kWeightGradientWindowBytes / (sizeof(T) * rowsQ)));
-  const int widestWindow = std::max(widest, std::min(windowCols, nInternal));
-  T* Q = Workspace<T>::sized(w.Q, static_cast<size_t>(rowsQ) * widestWindow);
-  T* D = Workspace<T>::sized(w.D, static_cast<size_t>(d) * nInternal);
-  T* dU = Workspace<T>::sized(w.dU, static_cast<size_t>(rowsQ) * d);
-  std::fill_n(dU, static_cast<size_t>(rowsQ) * d, T(0));
   T* dC = Workspace<T>::sized(w.dC, static_cast<size_t>(d2) * widest);
   T* db = grad + at.b;
-  // Q holds internal nodes [windowEnd − widestWindow, windowEnd); flushing
-  // adds dU += Q·Dᵀ over the nodes gathered since the last flush.
-  int windowEnd = nInternal, flushedTo = nInternal;
-  auto flush = [&](int from) {
-    const int cols = flushedTo - from;
-    if (cols <= 0) return;
-    const T* q = Q + static_cast<size_t>(from - (windowEnd - widestWindow)) * rowsQ;
-    gemm(false, true, rowsQ, d, cols, T(1), q, rowsQ, D + static_cast<size_t>(from) * d, d, T(1), dU, rowsQ);
-    flushedTo = from;
-  };
-
   for (int l = s.levels - 1; l >= 1; l--) {
     const int first = s.levelStart[l], B = s.levelStart[l + 1] - first;
     if (B == 0) continue;
     const int i0 = first - nLeaves;  // internal index of the level's first node
-    if (windowEnd - i0 > widestWindow) {
-      flush(i0 + B);
-      windowEnd = i0 + B;
-    }
     T* delta = D + static_cast<size_t>(i0) * d;
-    const T* c = Cin + static_cast<size_t>(i0) * d2;
     levelDelta(d, B, static_cast<const T*>(X + static_cast<size_t>(first) * d), static_cast<const T*>(G + static_cast<size_t>(first) * d), delta, db);
-    levelQuadratic(d, B, c, Q + static_cast<size_t>(i0 - (windowEnd - widestWindow)) * rowsQ);
     // Error to the children: δc = Wᵀδ + Σ_k δ_k Vs[k]c, the Vs[k]c kept from the forward pass.
     // W row-major d × 2d is column-major 2d × d (ld 2d), i.e. Wᵀ as it stands.
     gemm(false, false, d2, B, d, T(1), W, d2, static_cast<const T*>(delta), d, T(0), dC, d2);
@@ -394,8 +407,7 @@ double forwardBackwardPrepared(const Dims& k, const T* params, T* grad, T* probs
       for (int q = 0; q < d; q++) gr[q] += e[d + q];
     }
   }
-  flush(0);
-  unpackWeightGradient(d, static_cast<const T*>(dU), grad + at.V, grad + at.W);
+  if (!deferred) weightGradient(k, nInternal, static_cast<const T*>(inputs), grad, w);
 
   // Leaves: ∂L[word] += g (times tanh' when the leaf activation is tanh).
   T* dL = grad + at.L;

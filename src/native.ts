@@ -51,8 +51,15 @@ export interface NativeWorkspace {
    * forwardBackward for several schedules on the same parameters (a worker's
    * shards of one minibatch): schedule i's gradient is added to grads[i];
    * returns each schedule's loss. The parameters are prepared once.
+   *
+   * With `deferTo`, the gradients of V and W are left out, and what they are
+   * computed from (3·dim values per internal node: {@link weightGradientInputSize})
+   * is written into deferTo[i], so that {@link weightGradient} can finish
+   * grads[i] later, on any thread, with the same bytes.
    */
-  forwardBackwardShards(params: Float32Array, grads: Float32Array[], dims: NativeDims, schedules: Schedule[]): number[];
+  forwardBackwardShards(params: Float32Array, grads: Float32Array[], dims: NativeDims, schedules: Schedule[], deferTo?: Float32Array[]): number[];
+  /** Adds ∂V and ∂W to `grad` from a schedule's deferred inputs (`internal` = its internal nodes). */
+  weightGradient(inputs: Float32Array, internal: number, grad: Float32Array, dims: NativeDims): void;
   /** Returns the summed loss; writes classes × nodes probabilities into `probs` when given. */
   forward<T extends Float32Array | Float64Array>(params: T, dims: NativeDims, schedule: Schedule, probs?: T): number;
 }
@@ -199,4 +206,9 @@ export function nativeDims(model: Model): NativeDims {
 
 export function createWorkspace(): NativeWorkspace {
   return new (load().Workspace)();
+}
+
+/** Values a schedule with `internal` internal nodes writes into its `deferTo` buffer (rntn.h, weightGradientInputSize). */
+export function weightGradientInputSize(dim: number, internal: number): number {
+  return 3 * dim * internal;
 }

@@ -10,10 +10,15 @@
  *
  * A minibatch is posted through shared memory, not messages: the main thread
  * writes the shards' tree indices and bumps a counter; the workers, blocked
- * in Atomics.wait, wake, compute their shards, wait at a barrier until every
- * shard of the batch is done, then each applies the AdaGrad step to its own
- * share of the parameters (a contiguous slice of the dense groups and a
- * slice of the rows of L the batch touched) and counts itself done.
+ * in Atomics.wait, wake, compute their shards (all of each shard's gradient
+ * but ∂V and ∂W, whose inputs go to the shard's `deferred` buffer), then
+ * claim the shards' weight gradients one at a time from a shared counter and
+ * finish them, wait at a barrier until every shard of the batch is done,
+ * then each applies the AdaGrad step to its own share of the parameters (a
+ * contiguous slice of the dense groups and a slice of the rows of L the batch
+ * touched) and counts itself done. The claiming is what lets a core that
+ * runs faster at the moment take over part of a slower one's work: shards
+ * have fixed owners, but about a third of their FLOPs can move.
  * Measured, each in paired runs of 3 SST epochs:
  * - with a postMessage round trip per batch, each worker sat idle 0.4-0.7 ms
  *   between batches (a round trip between busy threads measured 0.09 ms);
@@ -36,7 +41,7 @@
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { TreeTableData } from './batch';
-import { native, type NativeDims, type Schedule } from './native';
+import { native, weightGradientInputSize, type NativeDims, type Schedule } from './native';
 
 /** A parameter group the update treats alike: [start, end) in the buffer, L2 weight λ. */
 export interface UpdateRange {
@@ -63,7 +68,7 @@ export interface UpdateConfig {
  * runs.
  */
 export interface BatchChannel {
-  /** [arrived, generation, aborted, posted, completed]: see the constants below. */
+  /** [arrived, generation, aborted, posted, completed, claimed (slot 0), claimed (slot 1)]: see the constants below. */
   control: Int32Array;
   /** Per slot, `trees.length / 2` entries: the batch's tree indices, shard after shard. */
   trees: Int32Array;
@@ -79,6 +84,10 @@ export interface BatchChannel {
   shardWordCount: Int32Array;
   /** Per slot and shard: the summed loss of its labelled nodes. */
   shardLoss: Float64Array;
+  /** Per slot and shard: its internal nodes (the size of its deferred weight-gradient inputs). */
+  shardInternal: Int32Array;
+  /** Per shard: the latest batch whose deferred inputs the shard's owner has written. */
+  shardReady: Int32Array;
   /** Per slot and worker: nodes computed, and 1 when its share of the update met only finite gradients. */
   workerNodes: Int32Array;
   workerFinite: Int32Array;
@@ -90,6 +99,8 @@ export interface WorkerInit {
   workers: number;
   params: Float32Array;
   grads: Float32Array[];
+  /** Per shard: its weight-gradient inputs (NativeWorkspace.forwardBackwardShards's `deferTo`), readable by every worker. */
+  deferred: Float32Array[];
   table: TreeTableData;
   dims: NativeDims;
   update: UpdateConfig;
@@ -114,6 +125,8 @@ export interface PoolOptions {
   table: TreeTableData;
   dims: NativeDims;
   update: UpdateConfig;
+  /** The most trees a batch may hold (default: the whole table); sizes each shard's deferred buffer. */
+  batchSize?: number;
   /** Loss weight of each tree's root (default 1: the paper's loss). */
   rootWeight?: number;
   /** The worker's script; tests substitute one that fails. */
@@ -126,11 +139,13 @@ const GENERATION = 1; // bumped each time the barrier opens
 const ABORTED = 2; // 1 once the pool closes: every wait returns
 export const POSTED = 3; // batches the main thread has posted
 export const COMPLETED = 4; // batches × workers done: batch n is done when this reaches n·workers
+export const CLAIMED = 5; // + slot: weight gradients of the slot's batch claimed so far (may overshoot the shard count)
 
 export class TrainingPool {
   private readonly workers: Worker[];
   private readonly channel: BatchChannel;
   private readonly maxTrees: number;
+  private readonly batchSize: number;
   private posted = 0;
   private finished = 0;
   private failure?: Error;
@@ -157,8 +172,12 @@ export class TrainingPool {
     const float64 = (n: number) => new Float64Array(new SharedArrayBuffer(8 * Math.max(1, n)));
     // A batch holds each tree of the table at most once.
     this.maxTrees = Math.max(0, (options.table.treeStart?.length ?? 1) - 1);
+    this.batchSize = Math.min(this.maxTrees, options.batchSize ?? this.maxTrees);
+    // A shard may be a whole batch: each deferred buffer fits the batchSize largest trees.
+    const deferredSize = weightGradientInputSize(options.dims.dim, mostInternalNodes(options.table, this.batchSize));
+    const deferred = Array.from({ length: shards }, () => new Float32Array(new SharedArrayBuffer(4 * Math.max(1, deferredSize))));
     this.channel = {
-      control: int32(5),
+      control: int32(CLAIMED + 2),
       trees: int32(2 * this.maxTrees),
       shardStart: int32(2 * (shards + 1)),
       dropout: float64(2 * 2 * shards),
@@ -167,6 +186,8 @@ export class TrainingPool {
       shardWords: int32(shards * Math.max(1, options.dims.vocab)),
       shardWordCount: int32(shards),
       shardLoss: float64(2 * shards),
+      shardInternal: int32(2 * shards),
+      shardReady: int32(shards),
       workerNodes: int32(2 * workers),
       workerFinite: int32(2 * workers),
     };
@@ -178,6 +199,7 @@ export class TrainingPool {
         workers,
         params: options.params,
         grads: options.grads,
+        deferred,
         table: options.table,
         dims: options.dims,
         update: options.update,
@@ -217,7 +239,7 @@ export class TrainingPool {
     if (this.inFlight >= 2) throw new Error('the training pool already has two batches in flight');
     if (shards.length !== this.options.grads.length) throw new RangeError(`expected ${this.options.grads.length} shards, got ${shards.length}`);
     const total = shards.reduce((n, s) => n + s.length, 0);
-    if (total > this.maxTrees) throw new RangeError(`a batch of ${total} trees is more than the table's ${this.maxTrees}`);
+    if (total > this.batchSize) throw new RangeError(`a batch of ${total} trees is more than the pool's batch size, ${this.batchSize}`);
     const c = this.channel;
     const n = this.posted + 1;
     const slot = n % 2;
@@ -234,6 +256,7 @@ export class TrainingPool {
     c.shardStart[slot * (S + 1) + S] = at;
     c.scale[slot] = step.scale;
     c.learningRate[slot] = step.learningRate;
+    Atomics.store(c.control, CLAIMED + slot, 0);
     this.posted = n;
     Atomics.store(c.control, POSTED, n);
     Atomics.notify(c.control, POSTED);
@@ -278,6 +301,11 @@ export class TrainingPool {
       Atomics.add(control, index, 1);
       Atomics.notify(control, index);
     }
+    const ready = this.channel.shardReady;
+    for (let s = 0; s < ready.length; s++) {
+      Atomics.add(ready, s, 1);
+      Atomics.notify(ready, s);
+    }
     await Promise.all(this.workers.map((w) => w.terminate()));
     native().blasThreads(this.savedBlasThreads);
   }
@@ -289,6 +317,20 @@ export class TrainingPool {
     // No thread may outlive a failed run.
     void this.close();
   }
+}
+
+/** Internal nodes of the `trees` largest trees of the table together: the most any batch of that many can have. */
+function mostInternalNodes(table: TreeTableData, trees: number): number {
+  const { treeStart, word } = table;
+  if (!treeStart || !word) return 0;
+  const internal: number[] = [];
+  for (let t = 0; t + 1 < treeStart.length; t++) {
+    let n = 0;
+    for (let i = treeStart[t]; i < treeStart[t + 1]; i++) if (word[i] < 0) n++;
+    internal.push(n);
+  }
+  internal.sort((a, b) => b - a);
+  return internal.slice(0, trees).reduce((sum, n) => sum + n, 0);
 }
 
 /** Whether the pool has closed (workers poll it when they wake). */

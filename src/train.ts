@@ -300,7 +300,16 @@ export async function train(
     writeCheckpoint(lastCheckpoint, model, adagrad.history, best, options, state);
   };
 
-  const pool = new TrainingPool({ threads: options.threads, params, grads, table: table.data, dims: nativeDims(model), update, rootWeight });
+  const pool = new TrainingPool({
+    threads: options.threads,
+    params,
+    grads,
+    table: table.data,
+    dims: nativeDims(model),
+    update,
+    batchSize: options.batchSize,
+    rootWeight,
+  });
   try {
     training: while (state.epoch < options.epochs) {
       if (state.batch === 0 && options.adagradResetEpochs > 0 && state.epoch > 0 && state.epoch % options.adagradResetEpochs === 0) {

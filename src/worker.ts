@@ -2,9 +2,10 @@
  * A training worker (src/pool.ts). For each minibatch the main thread posts
  * through shared memory, it compiles its shards from the shared tree table,
  * runs forward/backward on them with its own native workspace (reading the
- * parameters in place, adding each shard's gradient into that shard's shared
- * buffer), waits until every worker's shards are done, applies the AdaGrad
- * step to its share of the parameters, and counts itself done.
+ * parameters in place, adding each shard's gradient but ∂V and ∂W into that
+ * shard's shared buffer), claims shards' weight gradients until none is left,
+ * waits until every worker is done, applies the AdaGrad step to its share of
+ * the parameters, and counts itself done.
  *
  * It runs as one loop that blocks in Atomics.wait between batches and never
  * returns to its event loop until the pool closes. Between two batches it
@@ -14,32 +15,33 @@
 import { workerData } from 'node:worker_threads';
 import { distinctSorted, TreeTable } from './batch';
 import { createWorkspace, native, type Schedule } from './native';
-import { aborted, barrier, COMPLETED, POSTED, updateShare, type WorkerInit } from './pool';
+import { aborted, barrier, CLAIMED, COMPLETED, POSTED, updateShare, type WorkerInit } from './pool';
 
 const init = workerData as WorkerInit;
 const table = new TreeTable(init.table);
 const workspace = createWorkspace();
-const { control, trees, shardStart, dropout, scale, learningRate, shardWords, shardWordCount, shardLoss, workerNodes, workerFinite } = init.channel;
+const { control, trees, shardStart, dropout, scale, learningRate, shardWords, shardWordCount, shardLoss, shardInternal, shardReady, workerNodes, workerFinite } =
+  init.channel;
 const S = init.grads.length;
 const W = init.workers;
 const maxTrees = trees.length / 2;
 const stripe = Math.max(1, init.dims.vocab);
 const u = init.update;
 
-/** Blocks until control[index] ≥ value; false when the pool closed instead. */
-function waitFor(index: number, value: number): boolean {
+/** Blocks until array[index] ≥ value; false when the pool closed instead. */
+function waitFor(array: Int32Array, index: number, value: number): boolean {
   for (;;) {
     if (aborted(control)) return false;
-    const now = Atomics.load(control, index);
+    const now = Atomics.load(array, index);
     if (now >= value) return true;
-    Atomics.wait(control, index, now);
+    Atomics.wait(array, index, now);
   }
 }
 
 // Batch n uses slot n mod 2 of the channel's per-batch arrays (src/pool.ts).
 for (let n = 1; ; n++) {
   // Posted, and every worker has applied its share of batch n − 1's update (the parameters are final).
-  if (!waitFor(POSTED, n) || !waitFor(COMPLETED, (n - 1) * W)) break;
+  if (!waitFor(control, POSTED, n) || !waitFor(control, COMPLETED, (n - 1) * W)) break;
   const slot = n % 2;
   const start = (s: number) => shardStart[slot * (S + 1) + s];
 
@@ -72,19 +74,39 @@ for (let n = 1; ; n++) {
     mine.map((s) => init.grads[s]),
     init.dims,
     schedules,
+    mine.map((s) => init.deferred[s]),
   );
   let nodes = 0;
+  for (let s = init.worker; s < S; s += W) shardInternal[slot * S + s] = 0;
   mine.forEach((s, i) => {
     shardLoss[slot * S + s] = losses[i];
     shardWords.set(compiled[i].words, s * stripe);
     shardWordCount[s] = compiled[i].words.length;
+    shardInternal[slot * S + s] = compiled[i].left.length - compiled[i].levelStart[1];
     nodes += compiled[i].left.length;
   });
+  for (let s = init.worker; s < S; s += W) {
+    Atomics.store(shardReady, s, n);
+    Atomics.notify(shardReady, s);
+  }
+
+  // The weight gradients, shard by shard, to whichever worker asks first: a
+  // worker whose core ran faster through its own shards takes more of them.
+  // Where each is computed does not change its bytes (rntn.h, weightGradient).
+  let claimed = true;
+  for (let t = Atomics.add(control, CLAIMED + slot, 1); t < S; t = Atomics.add(control, CLAIMED + slot, 1)) {
+    if (!waitFor(shardReady, t, n)) {
+      claimed = false;
+      break;
+    }
+    const internal = shardInternal[slot * S + t];
+    if (internal > 0) workspace.weightGradient(init.deferred[t], internal, init.grads[t], init.dims);
+  }
   // Two coupling points per batch (here, and COMPLETED before the next one).
   // Letting the last worker to arrive apply the whole update instead, so the
   // others wait once, measured slower: 6 paired 3-epoch runs at 2 threads,
   // median 0.87 (README, Performance).
-  if (!barrier(control, W)) break;
+  if (!claimed || !barrier(control, W)) break;
 
   // Every shard is done. A non-finite loss skips the update: the trainer stops on it.
   let finite = true;

@@ -159,7 +159,25 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
     ['shards: two shards sharing a gradient buffer', () => {
       const g = grad();
       return ws.forwardBackwardShards(model.params, [g, g], dims, [schedule(), schedule()]);
-    }, /shares memory with another gradient/],
+    }, /shares memory with another output/],
+    ['shards: deferTo not an array', () => ws.forwardBackwardShards(model.params, [grad()], dims, [schedule()], new Float32Array(100) as any), /deferTo must be an array/],
+    ['shards: deferTo of another length', () => ws.forwardBackwardShards(model.params, [grad()], dims, [schedule()], []), /deferTo and schedules must have the same length/],
+    ['shards: deferTo too short for the schedule', () => ws.forwardBackwardShards(model.params, [grad()], dims, [schedule()], [new Float32Array(23)]), /deferTo\[0\] has 23 values, the schedule needs at least 24/],
+    ['shards: deferTo inside a gradient', () => {
+      const g = grad();
+      return ws.forwardBackwardShards(model.params, [g], dims, [schedule()], [g.subarray(0, 24)]);
+    }, /deferTo\[0\] shares memory with another output/],
+    ['shards: deferTo inside params', () => ws.forwardBackwardShards(model.params, [grad()], dims, [schedule()], [model.params.subarray(0, 24)]), /params and deferTo\[0\] must not share memory/],
+    ['weightGradient: inputs too short', () => ws.weightGradient(new Float32Array(23), 2, grad(), dims), /inputs has 23 values, 2 internal nodes need 24/],
+    ['weightGradient: a fractional node count', () => ws.weightGradient(new Float32Array(24), 1.5, grad(), dims), /internal must be a non-negative integer/],
+    ['weightGradient: a negative node count', () => ws.weightGradient(new Float32Array(24), -1, grad(), dims), /internal must be a non-negative integer/],
+    ['weightGradient: a node count past int32', () => ws.weightGradient(new Float32Array(24), 2 ** 31, grad(), dims), /internal must be a non-negative integer/],
+    ['weightGradient: a float64 gradient', () => ws.weightGradient(new Float32Array(24), 2, new Float64Array(model.params.length) as any, dims), /must be Float32Arrays/],
+    ['weightGradient: a gradient of the wrong length', () => ws.weightGradient(new Float32Array(24), 2, new Float32Array(5), dims), /grad has 5 values/],
+    ['weightGradient: inputs inside the gradient', () => {
+      const g = grad();
+      return ws.weightGradient(g.subarray(0, 24), 2, g, dims);
+    }, /inputs and grad must not share memory/],
     ['shards: a bad schedule among good ones', () => {
       const bad = schedule();
       bad.word[0] = 99;
@@ -302,6 +320,21 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
     expect(losses).toEqual([loss, loss]);
     expect(Array.from(a)).toEqual(Array.from(single));
     expect(Array.from(b)).toEqual(Array.from(single));
+  });
+
+  it('a deferred weight gradient, finished on another workspace, gives the same bytes', () => {
+    const whole = grad();
+    const loss = ws.forwardBackward(model.params, whole, dims, schedule());
+    const partial = grad();
+    const inputs = new Float32Array(24);
+    expect(ws.forwardBackwardShards(model.params, [partial], dims, [schedule()], [inputs])).toEqual([loss]);
+    const { V, W } = model.layout.offsets;
+    // Deferred: nothing of ∂V and ∂W yet, everything else already there.
+    expect(partial.subarray(V, model.layout.offsets.b).every((x) => x === 0)).toBe(true);
+    expect(Array.from(partial.subarray(model.layout.offsets.b))).toEqual(Array.from(whole.subarray(model.layout.offsets.b)));
+    createWorkspace().weightGradient(inputs, 2, partial, dims);
+    expect(Array.from(partial)).toEqual(Array.from(whole));
+    expect(partial.subarray(V, W).some((x) => x !== 0)).toBe(true);
   });
 
   it('still computes after all those errors', () => {
