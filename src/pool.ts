@@ -68,7 +68,7 @@ export interface UpdateConfig {
  * runs.
  */
 export interface BatchChannel {
-  /** [arrived, generation, aborted, posted, completed, claimed (slot 0), claimed (slot 1)]: see the constants below. */
+  /** [arrived, generation, aborted, posted, completed, readied]: see the constants below. */
   control: Int32Array;
   /** Per slot, `trees.length / 2` entries: the batch's tree indices, shard after shard. */
   trees: Int32Array;
@@ -88,6 +88,8 @@ export interface BatchChannel {
   shardInternal: Int32Array;
   /** Per shard: the latest batch whose deferred inputs the shard's owner has written. */
   shardReady: Int32Array;
+  /** Per shard: the latest batch whose weight gradient a worker has claimed. */
+  shardClaimed: Int32Array;
   /** Per slot and worker: nodes computed, and 1 when its share of the update met only finite gradients. */
   workerNodes: Int32Array;
   workerFinite: Int32Array;
@@ -139,7 +141,7 @@ const GENERATION = 1; // bumped each time the barrier opens
 const ABORTED = 2; // 1 once the pool closes: every wait returns
 export const POSTED = 3; // batches the main thread has posted
 export const COMPLETED = 4; // batches × workers done: batch n is done when this reaches n·workers
-export const CLAIMED = 5; // + slot: weight gradients of the slot's batch claimed so far (may overshoot the shard count)
+export const READIED = 5; // bumped whenever a worker has marked its shards ready (shardReady)
 
 export class TrainingPool {
   private readonly workers: Worker[];
@@ -177,7 +179,7 @@ export class TrainingPool {
     const deferredSize = weightGradientInputSize(options.dims.dim, mostInternalNodes(options.table, this.batchSize));
     const deferred = Array.from({ length: shards }, () => new Float32Array(new SharedArrayBuffer(4 * Math.max(1, deferredSize))));
     this.channel = {
-      control: int32(CLAIMED + 2),
+      control: int32(READIED + 1),
       trees: int32(2 * this.maxTrees),
       shardStart: int32(2 * (shards + 1)),
       dropout: float64(2 * 2 * shards),
@@ -188,6 +190,7 @@ export class TrainingPool {
       shardLoss: float64(2 * shards),
       shardInternal: int32(2 * shards),
       shardReady: int32(shards),
+      shardClaimed: int32(shards),
       workerNodes: int32(2 * workers),
       workerFinite: int32(2 * workers),
     };
@@ -256,7 +259,6 @@ export class TrainingPool {
     c.shardStart[slot * (S + 1) + S] = at;
     c.scale[slot] = step.scale;
     c.learningRate[slot] = step.learningRate;
-    Atomics.store(c.control, CLAIMED + slot, 0);
     this.posted = n;
     Atomics.store(c.control, POSTED, n);
     Atomics.notify(c.control, POSTED);
@@ -297,14 +299,9 @@ export class TrainingPool {
     // Wake every worker from whatever it waits for; each then returns from its loop.
     const control = this.channel.control;
     Atomics.store(control, ABORTED, 1);
-    for (const index of [GENERATION, POSTED, COMPLETED]) {
+    for (const index of [GENERATION, POSTED, COMPLETED, READIED]) {
       Atomics.add(control, index, 1);
       Atomics.notify(control, index);
-    }
-    const ready = this.channel.shardReady;
-    for (let s = 0; s < ready.length; s++) {
-      Atomics.add(ready, s, 1);
-      Atomics.notify(ready, s);
     }
     await Promise.all(this.workers.map((w) => w.terminate()));
     native().blasThreads(this.savedBlasThreads);
@@ -351,8 +348,29 @@ export function barrier(control: Int32Array, workers: number): boolean {
     Atomics.notify(control, GENERATION);
     return true;
   }
-  while (Atomics.load(control, GENERATION) === generation) Atomics.wait(control, GENERATION, generation);
+  while (Atomics.load(control, GENERATION) === generation) waitWhileEqual(control, GENERATION, generation);
   return !Atomics.load(control, ABORTED);
+}
+
+/** How long a worker spins before it sleeps in Atomics.wait (milliseconds). */
+const SPIN_MS = 2;
+
+/**
+ * Returns once array[index] differs from `value` or after a wake-up (callers
+ * re-check): spins up to SPIN_MS first, then sleeps in Atomics.wait. The
+ * waits between a batch's phases last 0.1-0.5 ms; a thread that sleeps
+ * through them gives its virtual CPU back to the hypervisor and computed the
+ * next phase slower after waking (README, Performance: alternating runs with
+ * and without the spin).
+ */
+export function waitWhileEqual(array: Int32Array, index: number, value: number): void {
+  const until = performance.now() + SPIN_MS;
+  while (Atomics.load(array, index) === value) {
+    if (performance.now() >= until) {
+      Atomics.wait(array, index, value);
+      return;
+    }
+  }
 }
 
 /**

@@ -15,12 +15,12 @@
 import { workerData } from 'node:worker_threads';
 import { distinctSorted, TreeTable } from './batch';
 import { createWorkspace, native, type Schedule } from './native';
-import { aborted, barrier, CLAIMED, COMPLETED, POSTED, updateShare, type WorkerInit } from './pool';
+import { aborted, barrier, COMPLETED, POSTED, READIED, updateShare, waitWhileEqual, type WorkerInit } from './pool';
 
 const init = workerData as WorkerInit;
 const table = new TreeTable(init.table);
 const workspace = createWorkspace();
-const { control, trees, shardStart, dropout, scale, learningRate, shardWords, shardWordCount, shardLoss, shardInternal, shardReady, workerNodes, workerFinite } =
+const { control, trees, shardStart, dropout, scale, learningRate, shardWords, shardWordCount, shardLoss, shardInternal, shardReady, shardClaimed, workerNodes, workerFinite } =
   init.channel;
 const S = init.grads.length;
 const W = init.workers;
@@ -28,20 +28,24 @@ const maxTrees = trees.length / 2;
 const stripe = Math.max(1, init.dims.vocab);
 const u = init.update;
 
-/** Blocks until array[index] ≥ value; false when the pool closed instead. */
-function waitFor(array: Int32Array, index: number, value: number): boolean {
+// The order in which this worker looks for weight gradients to claim: its own shards first.
+const owned = (s: number) => s % W === init.worker;
+const claimOrder = Array.from({ length: S }, (_, s) => s).sort((a, b) => Number(owned(b)) - Number(owned(a)) || a - b);
+
+/** Blocks until control[index] ≥ value; false when the pool closed instead. */
+function waitFor(index: number, value: number): boolean {
   for (;;) {
     if (aborted(control)) return false;
-    const now = Atomics.load(array, index);
+    const now = Atomics.load(control, index);
     if (now >= value) return true;
-    Atomics.wait(array, index, now);
+    waitWhileEqual(control, index, now);
   }
 }
 
 // Batch n uses slot n mod 2 of the channel's per-batch arrays (src/pool.ts).
 for (let n = 1; ; n++) {
   // Posted, and every worker has applied its share of batch n − 1's update (the parameters are final).
-  if (!waitFor(control, POSTED, n) || !waitFor(control, COMPLETED, (n - 1) * W)) break;
+  if (!waitFor(POSTED, n) || !waitFor(COMPLETED, (n - 1) * W)) break;
   const slot = n % 2;
   const start = (s: number) => shardStart[slot * (S + 1) + s];
 
@@ -85,22 +89,39 @@ for (let n = 1; ; n++) {
     shardInternal[slot * S + s] = compiled[i].left.length - compiled[i].levelStart[1];
     nodes += compiled[i].left.length;
   });
-  for (let s = init.worker; s < S; s += W) {
-    Atomics.store(shardReady, s, n);
-    Atomics.notify(shardReady, s);
-  }
+  for (let s = init.worker; s < S; s += W) Atomics.store(shardReady, s, n);
+  Atomics.add(control, READIED, 1);
+  Atomics.notify(control, READIED);
 
-  // The weight gradients, shard by shard, to whichever worker asks first: a
-  // worker whose core ran faster through its own shards takes more of them.
-  // Where each is computed does not change its bytes (rntn.h, weightGradient).
+  // The weight gradients, shard by shard, to whichever worker asks first
+  // once the shard's owner has finished it: a worker whose core ran faster
+  // through its own shards takes more of them. Where each is computed does
+  // not change its bytes (rntn.h, weightGradient).
   let claimed = true;
-  for (let t = Atomics.add(control, CLAIMED + slot, 1); t < S; t = Atomics.add(control, CLAIMED + slot, 1)) {
-    if (!waitFor(shardReady, t, n)) {
+  for (;;) {
+    const readied = Atomics.load(control, READIED);
+    let task = -1;
+    let waiting = false; // an unclaimed shard is not ready yet
+    for (const s of claimOrder) {
+      const claim = Atomics.load(shardClaimed, s);
+      if (claim >= n) continue;
+      if (Atomics.load(shardReady, s) < n) waiting = true;
+      else if (Atomics.compareExchange(shardClaimed, s, claim, n) === claim) {
+        task = s;
+        break;
+      }
+    }
+    if (task >= 0) {
+      const internal = shardInternal[slot * S + task];
+      if (internal > 0) workspace.weightGradient(init.deferred[task], internal, init.grads[task], init.dims);
+    } else if (!waiting) {
+      break;
+    } else if (aborted(control)) {
       claimed = false;
       break;
+    } else {
+      waitWhileEqual(control, READIED, readied);
     }
-    const internal = shardInternal[slot * S + t];
-    if (internal > 0) workspace.weightGradient(init.deferred[t], internal, init.grads[t], init.dims);
   }
   // Two coupling points per batch (here, and COMPLETED before the next one).
   // Letting the last worker to arrive apply the whole update instead, so the
