@@ -38,6 +38,7 @@
  * and losses are SharedArrayBuffers too; messages are used only for start-up
  * and for errors.
  */
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { TreeTableData } from './batch';
@@ -109,6 +110,8 @@ export interface WorkerInit {
   channel: BatchChannel;
   /** Loss weight of each tree's root in the shards' schedules (TreeTable.compile's default when absent). */
   rootWeight?: number;
+  /** How long a wait spins before it sleeps (waitWhileEqual): 0 when the workers outnumber the cores. */
+  spinMs: number;
 }
 
 export interface BatchResult {
@@ -142,6 +145,9 @@ const ABORTED = 2; // 1 once the pool closes: every wait returns
 export const POSTED = 3; // batches the main thread has posted
 export const COMPLETED = 4; // batches × workers done: batch n is done when this reaches n·workers
 export const READIED = 5; // bumped whenever a worker has marked its shards ready (shardReady)
+
+/** How long a worker spins before it sleeps in Atomics.wait (milliseconds), when every worker has a core. */
+const SPIN_MS = 2;
 
 export class TrainingPool {
   private readonly workers: Worker[];
@@ -208,6 +214,8 @@ export class TrainingPool {
         update: options.update,
         channel: this.channel,
         rootWeight: options.rootWeight,
+        // A spinning worker would hold a core another worker needs.
+        spinMs: workers <= os.availableParallelism() ? SPIN_MS : 0,
       };
       const w = new Worker(script, { workerData: init });
       w.on('error', (error) => this.fail(error));
@@ -339,7 +347,7 @@ export function aborted(control: Int32Array): boolean {
  * Waits until all `workers` have arrived (called by each worker once per
  * batch). Returns false when the pool aborted the run instead.
  */
-export function barrier(control: Int32Array, workers: number): boolean {
+export function barrier(control: Int32Array, workers: number, spinMs: number): boolean {
   const generation = Atomics.load(control, GENERATION);
   if (Atomics.load(control, ABORTED)) return false;
   if (Atomics.add(control, ARRIVED, 1) === workers - 1) {
@@ -348,23 +356,20 @@ export function barrier(control: Int32Array, workers: number): boolean {
     Atomics.notify(control, GENERATION);
     return true;
   }
-  while (Atomics.load(control, GENERATION) === generation) waitWhileEqual(control, GENERATION, generation);
+  while (Atomics.load(control, GENERATION) === generation) waitWhileEqual(control, GENERATION, generation, spinMs);
   return !Atomics.load(control, ABORTED);
 }
 
-/** How long a worker spins before it sleeps in Atomics.wait (milliseconds). */
-const SPIN_MS = 2;
-
 /**
  * Returns once array[index] differs from `value` or after a wake-up (callers
- * re-check): spins up to SPIN_MS first, then sleeps in Atomics.wait. The
+ * re-check): spins up to `spinMs` first, then sleeps in Atomics.wait. The
  * waits between a batch's phases last 0.1-0.5 ms; a thread that sleeps
  * through them gives its virtual CPU back to the hypervisor and computed the
  * next phase slower after waking (README, Performance: alternating runs with
  * and without the spin).
  */
-export function waitWhileEqual(array: Int32Array, index: number, value: number): void {
-  const until = performance.now() + SPIN_MS;
+export function waitWhileEqual(array: Int32Array, index: number, value: number, spinMs: number): void {
+  const until = performance.now() + spinMs;
   while (Atomics.load(array, index) === value) {
     if (performance.now() >= until) {
       Atomics.wait(array, index, value);

@@ -38,7 +38,7 @@ function waitFor(index: number, value: number): boolean {
     if (aborted(control)) return false;
     const now = Atomics.load(control, index);
     if (now >= value) return true;
-    waitWhileEqual(control, index, now);
+    waitWhileEqual(control, index, now, init.spinMs);
   }
 }
 
@@ -120,14 +120,14 @@ for (let n = 1; ; n++) {
       claimed = false;
       break;
     } else {
-      waitWhileEqual(control, READIED, readied);
+      waitWhileEqual(control, READIED, readied, init.spinMs);
     }
   }
   // Two coupling points per batch (here, and COMPLETED before the next one).
   // Letting the last worker to arrive apply the whole update instead, so the
   // others wait once, measured slower: 6 paired 3-epoch runs at 2 threads,
   // median 0.87 (README, Performance).
-  if (!claimed || !barrier(control, W)) break;
+  if (!claimed || !barrier(control, W, init.spinMs)) break;
 
   // Every shard is done. A non-finite loss skips the update: the trainer stops on it.
   let finite = true;
