@@ -320,13 +320,18 @@ class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
     return losses;
   }
 
-  // weightGradient(inputs, internal, grad, dims): adds ∂V and ∂W of a schedule
-  // with `internal` internal nodes, from the inputs forwardBackwardShards
-  // deferred, to grad.
+  // weightGradient(inputs, internal, grad, dims, part): adds part `part` (of
+  // weightGradientParts) of ∂V and ∂W of a schedule with `internal` internal
+  // nodes, from the inputs forwardBackwardShards deferred, to grad.
   Napi::Value WeightGradient(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() != 4) throwType(env, "weightGradient(inputs, internal, grad, dims) takes 4 arguments");
+    if (info.Length() != 5) throwType(env, "weightGradient(inputs, internal, grad, dims, part) takes 5 arguments");
     const Dims k = dimsArg(info[3]);
+    if (!info[4].IsNumber()) throwType(env, "part must be a number");
+    const double part = info[4].As<Napi::Number>().DoubleValue();
+    if (!(part >= 0 && part < rntn::kWeightGradientParts) || part != std::floor(part)) {
+      throwRange(env, "part must be an integer in [0, " + std::to_string(rntn::kWeightGradientParts) + "), got " + info[4].ToString().Utf8Value());
+    }
     if (!info[1].IsNumber()) throwType(env, "internal must be a number");
     const double internal = info[1].As<Napi::Number>().DoubleValue();
     if (!(internal >= 0 && internal <= std::numeric_limits<int32_t>::max()) || internal != std::floor(internal)) {
@@ -345,7 +350,7 @@ class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
     if (grad.length != want) throwRange(env, "grad has " + std::to_string(grad.length) + " values, dims need " + std::to_string(want));
     if (overlaps(inputs.data, inputs.length * 4, grad.data, grad.length * 4)) throwRange(env, "inputs and grad must not share memory");
     try {
-      rntn::weightGradient<float>(k, static_cast<int>(internal), inputs.data, grad.data, f32_);
+      rntn::weightGradient<float>(k, static_cast<int>(internal), inputs.data, grad.data, f32_, static_cast<int>(part));
     } catch (const std::bad_alloc&) {
       throw Napi::Error::New(env, "out of memory for the native workspace");
     }
@@ -451,6 +456,7 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
   RntnAddon(Napi::Env env, Napi::Object exports) {
     DefineAddon(exports, {
                              InstanceValue("Workspace", WorkspaceWrap::Define(env)),
+                             InstanceValue("weightGradientParts", Napi::Number::New(env, rntn::kWeightGradientParts)),
                              InstanceMethod<&RntnAddon::BlasInfo>("blasInfo"),
                              InstanceMethod<&RntnAddon::BlasThreads>("blasThreads"),
                              InstanceMethod<&RntnAddon::AdaGradStep>("adagradStep"),

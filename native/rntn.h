@@ -99,8 +99,8 @@ struct Workspace {
   std::vector<T> G;       // d × N error reaching each node's activation
   std::vector<T> CinD;    // 3d × Nint: children [x_l; x_r], then δ, of every internal node (unless deferred)
   std::vector<T> TZ;      // (2d²+d) × Nint: [Vsf; W]·c per internal node (one level's worth without grad)
-  std::vector<T> Q;       // rowsQ × window: [upper(c cᵀ); c] per internal node (quadraticFeatures)
-  std::vector<T> dU;      // rowsQ × d: Σ_n [upper(c cᵀ); c]·δᵀ, unpacked into ∂V and ∂W at the end
+  std::vector<T> Q;       // rows × window: a band of [upper(c cᵀ); c] per internal node (quadraticFeatures)
+  std::vector<T> dU;      // rows × d: Σ_n band·δᵀ, unpacked into ∂V and ∂W at the end
   std::vector<T> VsWt;    // [Vsf; W] transposed: column-major (2d²+d) × 2d
   std::vector<T> dC;      // 2d × B error sent to the children of a level
   std::vector<T> M;       // d × N dropout multipliers (0 or 1/(1 − rate)); unused without dropout
@@ -167,41 +167,74 @@ inline void levelDelta(int d, int B, const T* x, const T* g, T* delta, T* db) {
 // is all the weight gradient needs: half the GEMM of the full δ ⊗ c ⊗ c.
 inline int quadraticRows(int d) { return d * (2 * d + 1) + 2 * d; }
 
-// The Q columns of B consecutive internal nodes.
+// The weight gradient is computed in this many parts, each a band of Q's
+// rows: the triangle rows of i in [first, end), plus c's rows (∂W) in the
+// last. The parts write disjoint entries of ∂V and ∂W, so the training pool
+// can run them on different threads (src/worker.ts): at d = 25 on SST a
+// whole shard's weight gradient is ~0.45 ms, and the last one claimed in a
+// batch was what the other worker waited for at the barrier.
+constexpr int kWeightGradientParts = 2;
+
+// Q's rows from triangle row i on: Σ_{i' < i} (2d − i').
+inline int triangleRowsBefore(int d, int i) { return i * 2 * d - i * (i - 1) / 2; }
+
+// The rows of Q in part p: triangle rows i ∈ [first, end), then c's 2d rows if `withC`.
+struct QuadraticBand {
+  int first, end;
+  bool withC;
+  int rows(int d) const { return triangleRowsBefore(d, end) - triangleRowsBefore(d, first) + (withC ? 2 * d : 0); }
+};
+
+// Part p's band: parts of about equal numbers of rows.
+inline QuadraticBand quadraticBand(int d, int p) {
+  const int d2 = 2 * d, total = quadraticRows(d);
+  auto boundary = [&](int q) {
+    if (q >= kWeightGradientParts) return d2;
+    int i = 0;
+    while (i < d2 && triangleRowsBefore(d, i) < static_cast<long long>(total) * q / kWeightGradientParts) i++;
+    return i;
+  };
+  return {boundary(p), boundary(p + 1), p == kWeightGradientParts - 1};
+}
+
+// The band's Q columns of B consecutive internal nodes.
 template <typename T>
-inline void quadraticFeatures(int d, int B, const T* c, T* q) {
-  const int d2 = 2 * d, rowsQ = quadraticRows(d);
+inline void quadraticFeatures(int d, const QuadraticBand& band, int B, const T* c, T* q) {
+  const int d2 = 2 * d, rows = band.rows(d);
   for (int j = 0; j < B; j++) {
     const T* cj = c + static_cast<size_t>(j) * d2;
-    T* qj = q + static_cast<size_t>(j) * rowsQ;
-    for (int i = 0; i < d2; i++) {
+    T* qj = q + static_cast<size_t>(j) * rows;
+    for (int i = band.first; i < band.end; i++) {
       const T ci = cj[i];
       const int n = d2 - i;
 #pragma omp simd
       for (int m = 0; m < n; m++) qj[m] = ci * cj[i + m];
       qj += n;
     }
-    std::copy_n(cj, d2, qj);
+    if (band.withC) std::copy_n(cj, d2, qj);
   }
 }
 
 // ∂V[k]_im and ∂V[k]_mi += dU[t(i,m)][k] (the same value: the gradient is
-// symmetric), ∂W_kj += dU[tri + j][k]; the inverse of quadraticFeatures' packing.
+// symmetric) for the band's i, ∂W_kj += dU[c row j][k] if it has c's rows;
+// the inverse of quadraticFeatures' packing. dU is band.rows(d) × d.
 template <typename T>
-inline void unpackWeightGradient(int d, const T* dU, T* dV, T* dW) {
-  const int d2 = 2 * d, rowsQ = quadraticRows(d), tri = d * (d2 + 1);
+inline void unpackWeightGradient(int d, const QuadraticBand& band, const T* dU, T* dV, T* dW) {
+  const int d2 = 2 * d, rows = band.rows(d);
   for (int k = 0; k < d; k++) {
-    const T* u = dU + static_cast<size_t>(k) * rowsQ;
+    const T* u = dU + static_cast<size_t>(k) * rows;
     T* Vk = dV + static_cast<size_t>(k) * d2 * d2;
-    for (int i = 0; i < d2; i++) {
+    for (int i = band.first; i < band.end; i++) {
       Vk[i * d2 + i] += *u++;
       for (int m = i + 1; m < d2; m++, u++) {
         Vk[i * d2 + m] += *u;
         Vk[m * d2 + i] += *u;
       }
     }
-    T* Wk = dW + static_cast<size_t>(k) * d2;
-    for (int j = 0; j < d2; j++) Wk[j] += dU[static_cast<size_t>(k) * rowsQ + tri + j];
+    if (band.withC) {
+      T* Wk = dW + static_cast<size_t>(k) * d2;
+      for (int j = 0; j < d2; j++) Wk[j] += *u++;
+    }
   }
 }
 
@@ -245,30 +278,33 @@ void prepareParameters(const Dims& k, const T* params, Workspace<T>& w) {
 // δ (d × internal). 3d values per internal node.
 inline size_t weightGradientInputSize(int d, int internal) { return static_cast<size_t>(3) * d * internal; }
 
-// ∂V and ∂W of one schedule, added to grad: Σ_n δ_n ⊗ [upper(c_n c_nᵀ); c_n]
-// as one GEMM per window of Q, then unpacked (unpackWeightGradient). It is
-// the part of the backward pass with no ordering between nodes or levels,
-// about a third of its FLOPs, and depends only on `inputs`
-// (weightGradientInputSize(d, internal) values; see forwardBackwardPrepared),
-// so the training pool can run it on whichever thread is free (src/worker.ts)
-// without changing a byte: the windows are fixed by `internal` alone.
+// Part `part` of ∂V and ∂W of one schedule, added to grad: Σ_n δ_n ⊗ (the
+// part's band of [upper(c_n c_nᵀ); c_n]) as one GEMM per window of Q, then
+// unpacked (unpackWeightGradient). It is the part of the backward pass with
+// no ordering between nodes or levels, about a third of its FLOPs, and
+// depends only on `inputs` (weightGradientInputSize(d, internal) values; see
+// forwardBackwardPrepared), so the training pool can run it on whichever
+// thread is free (src/worker.ts) without changing a byte: the windows are
+// fixed by `internal` and the part alone.
 template <typename T>
-void weightGradient(const Dims& k, int internal, const T* inputs, T* grad, Workspace<T>& w) {
+void weightGradient(const Dims& k, int internal, const T* inputs, T* grad, Workspace<T>& w, int part) {
   if (internal == 0) return;
-  const int d = k.d, d2 = 2 * k.d, rowsQ = quadraticRows(d);
+  const int d = k.d, d2 = 2 * k.d;
+  const QuadraticBand band = quadraticBand(d, part);
+  const int rows = band.rows(d);
   const Layout at(k);
   const T* Cin = inputs;
   const T* D = inputs + static_cast<size_t>(d2) * internal;
-  const int window = std::min(internal, static_cast<int>(std::max<size_t>(16, kWeightGradientWindowBytes / (sizeof(T) * rowsQ))));
-  T* Q = Workspace<T>::sized(w.Q, static_cast<size_t>(rowsQ) * window);
-  T* dU = Workspace<T>::sized(w.dU, static_cast<size_t>(rowsQ) * d);
-  std::fill_n(dU, static_cast<size_t>(rowsQ) * d, T(0));
+  const int window = std::min(internal, static_cast<int>(std::max<size_t>(16, kWeightGradientWindowBytes / (sizeof(T) * rows))));
+  T* Q = Workspace<T>::sized(w.Q, static_cast<size_t>(rows) * window);
+  T* dU = Workspace<T>::sized(w.dU, static_cast<size_t>(rows) * d);
+  std::fill_n(dU, static_cast<size_t>(rows) * d, T(0));
   for (int from = 0; from < internal; from += window) {
     const int cols = std::min(window, internal - from);
-    quadraticFeatures(d, cols, Cin + static_cast<size_t>(from) * d2, Q);
-    gemm(false, true, rowsQ, d, cols, T(1), Q, rowsQ, D + static_cast<size_t>(from) * d, d, T(1), dU, rowsQ);
+    quadraticFeatures(d, band, cols, Cin + static_cast<size_t>(from) * d2, Q);
+    gemm(false, true, rows, d, cols, T(1), Q, rows, D + static_cast<size_t>(from) * d, d, T(1), dU, rows);
   }
-  unpackWeightGradient(d, static_cast<const T*>(dU), grad + at.V, grad + at.W);
+  unpackWeightGradient(d, band, static_cast<const T*>(dU), grad + at.V, grad + at.W);
 }
 
 // Forward pass over `s`; returns the summed loss −log y[label] of every
@@ -407,7 +443,9 @@ double forwardBackwardPrepared(const Dims& k, const T* params, T* grad, T* probs
       for (int q = 0; q < d; q++) gr[q] += e[d + q];
     }
   }
-  if (!deferred) weightGradient(k, nInternal, static_cast<const T*>(inputs), grad, w);
+  if (!deferred) {
+    for (int part = 0; part < kWeightGradientParts; part++) weightGradient(k, nInternal, static_cast<const T*>(inputs), grad, w, part);
+  }
 
   // Leaves: ∂L[word] += g (times tanh' when the leaf activation is tanh).
   T* dL = grad + at.L;

@@ -58,14 +58,21 @@ export interface NativeWorkspace {
    * grads[i] later, on any thread, with the same bytes.
    */
   forwardBackwardShards(params: Float32Array, grads: Float32Array[], dims: NativeDims, schedules: Schedule[], deferTo?: Float32Array[]): number[];
-  /** Adds ∂V and ∂W to `grad` from a schedule's deferred inputs (`internal` = its internal nodes). */
-  weightGradient(inputs: Float32Array, internal: number, grad: Float32Array, dims: NativeDims): void;
+  /**
+   * Adds part `part` of ∂V and ∂W to `grad` from a schedule's deferred inputs
+   * (`internal` = its internal nodes). The parts, 0 to the addon's
+   * `weightGradientParts` − 1, write disjoint entries: different threads may
+   * run them at once.
+   */
+  weightGradient(inputs: Float32Array, internal: number, grad: Float32Array, dims: NativeDims, part: number): void;
   /** Returns the summed loss; writes classes × nodes probabilities into `probs` when given. */
   forward<T extends Float32Array | Float64Array>(params: T, dims: NativeDims, schedule: Schedule, probs?: T): number;
 }
 
 interface Addon {
   Workspace: new () => NativeWorkspace;
+  /** How many parts NativeWorkspace.weightGradient splits a schedule's weight gradient into. */
+  weightGradientParts: number;
   blasInfo(): { corename: string; config: string; threads: number };
   blasThreads(n?: number): number;
   adagradStep(params: Float32Array, history: Float32Array, grads: Float32Array[], ranges: Int32Array, lambdas: Float32Array, scale: number, lr: number, eps: number): boolean;

@@ -89,8 +89,8 @@ export interface BatchChannel {
   shardInternal: Int32Array;
   /** Per shard: the latest batch whose deferred inputs the shard's owner has written. */
   shardReady: Int32Array;
-  /** Per shard: the latest batch whose weight gradient a worker has claimed. */
-  shardClaimed: Int32Array;
+  /** Per weight-gradient task (shard × part, src/worker.ts): the latest batch for which a worker has claimed it. */
+  taskClaimed: Int32Array;
   /** Per slot and worker: nodes computed, and 1 when its share of the update met only finite gradients. */
   workerNodes: Int32Array;
   workerFinite: Int32Array;
@@ -196,7 +196,7 @@ export class TrainingPool {
       shardLoss: float64(2 * shards),
       shardInternal: int32(2 * shards),
       shardReady: int32(shards),
-      shardClaimed: int32(shards),
+      taskClaimed: int32(shards * native().weightGradientParts),
       workerNodes: int32(2 * workers),
       workerFinite: int32(2 * workers),
     };

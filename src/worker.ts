@@ -20,7 +20,7 @@ import { aborted, barrier, COMPLETED, POSTED, READIED, updateShare, waitWhileEqu
 const init = workerData as WorkerInit;
 const table = new TreeTable(init.table);
 const workspace = createWorkspace();
-const { control, trees, shardStart, dropout, scale, learningRate, shardWords, shardWordCount, shardLoss, shardInternal, shardReady, shardClaimed, workerNodes, workerFinite } =
+const { control, trees, shardStart, dropout, scale, learningRate, shardWords, shardWordCount, shardLoss, shardInternal, shardReady, taskClaimed, workerNodes, workerFinite } =
   init.channel;
 const S = init.grads.length;
 const W = init.workers;
@@ -28,9 +28,11 @@ const maxTrees = trees.length / 2;
 const stripe = Math.max(1, init.dims.vocab);
 const u = init.update;
 
-// The order in which this worker looks for weight gradients to claim: its own shards first.
-const owned = (s: number) => s % W === init.worker;
-const claimOrder = Array.from({ length: S }, (_, s) => s).sort((a, b) => Number(owned(b)) - Number(owned(a)) || a - b);
+// Weight-gradient task t is part t mod P of shard ⌊t / P⌋ (rntn.h, kWeightGradientParts).
+// This worker looks for tasks to claim in this order: its own shards' first.
+const P = native().weightGradientParts;
+const owned = (t: number) => Math.floor(t / P) % W === init.worker;
+const claimOrder = Array.from({ length: S * P }, (_, t) => t).sort((a, b) => Number(owned(b)) - Number(owned(a)) || a - b);
 
 /** Blocks until control[index] ≥ value; false when the pool closed instead. */
 function waitFor(index: number, value: number): boolean {
@@ -93,27 +95,28 @@ for (let n = 1; ; n++) {
   Atomics.add(control, READIED, 1);
   Atomics.notify(control, READIED);
 
-  // The weight gradients, shard by shard, to whichever worker asks first
-  // once the shard's owner has finished it: a worker whose core ran faster
+  // The weight-gradient tasks, each to whichever worker asks first once the
+  // shard's owner has finished the shard: a worker whose core ran faster
   // through its own shards takes more of them. Where each is computed does
   // not change its bytes (rntn.h, weightGradient).
   let claimed = true;
   for (;;) {
     const readied = Atomics.load(control, READIED);
     let task = -1;
-    let waiting = false; // an unclaimed shard is not ready yet
-    for (const s of claimOrder) {
-      const claim = Atomics.load(shardClaimed, s);
+    let waiting = false; // an unclaimed task's shard is not ready yet
+    for (const t of claimOrder) {
+      const claim = Atomics.load(taskClaimed, t);
       if (claim >= n) continue;
-      if (Atomics.load(shardReady, s) < n) waiting = true;
-      else if (Atomics.compareExchange(shardClaimed, s, claim, n) === claim) {
-        task = s;
+      if (Atomics.load(shardReady, Math.floor(t / P)) < n) waiting = true;
+      else if (Atomics.compareExchange(taskClaimed, t, claim, n) === claim) {
+        task = t;
         break;
       }
     }
     if (task >= 0) {
-      const internal = shardInternal[slot * S + task];
-      if (internal > 0) workspace.weightGradient(init.deferred[task], internal, init.grads[task], init.dims);
+      const s = Math.floor(task / P);
+      const internal = shardInternal[slot * S + s];
+      if (internal > 0) workspace.weightGradient(init.deferred[s], internal, init.grads[s], init.dims, task % P);
     } else if (!waiting) {
       break;
     } else if (aborted(control)) {

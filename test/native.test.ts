@@ -168,15 +168,17 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
       return ws.forwardBackwardShards(model.params, [g], dims, [schedule()], [g.subarray(0, 24)]);
     }, /deferTo\[0\] shares memory with another output/],
     ['shards: deferTo inside params', () => ws.forwardBackwardShards(model.params, [grad()], dims, [schedule()], [model.params.subarray(0, 24)]), /params and deferTo\[0\] must not share memory/],
-    ['weightGradient: inputs too short', () => ws.weightGradient(new Float32Array(23), 2, grad(), dims), /inputs has 23 values, 2 internal nodes need 24/],
-    ['weightGradient: a fractional node count', () => ws.weightGradient(new Float32Array(24), 1.5, grad(), dims), /internal must be a non-negative integer/],
-    ['weightGradient: a negative node count', () => ws.weightGradient(new Float32Array(24), -1, grad(), dims), /internal must be a non-negative integer/],
-    ['weightGradient: a node count past int32', () => ws.weightGradient(new Float32Array(24), 2 ** 31, grad(), dims), /internal must be a non-negative integer/],
-    ['weightGradient: a float64 gradient', () => ws.weightGradient(new Float32Array(24), 2, new Float64Array(model.params.length) as any, dims), /must be Float32Arrays/],
-    ['weightGradient: a gradient of the wrong length', () => ws.weightGradient(new Float32Array(24), 2, new Float32Array(5), dims), /grad has 5 values/],
+    ['weightGradient: inputs too short', () => ws.weightGradient(new Float32Array(23), 2, grad(), dims, 0), /inputs has 23 values, 2 internal nodes need 24/],
+    ['weightGradient: a fractional node count', () => ws.weightGradient(new Float32Array(24), 1.5, grad(), dims, 0), /internal must be a non-negative integer/],
+    ['weightGradient: a negative node count', () => ws.weightGradient(new Float32Array(24), -1, grad(), dims, 0), /internal must be a non-negative integer/],
+    ['weightGradient: a node count past int32', () => ws.weightGradient(new Float32Array(24), 2 ** 31, grad(), dims, 0), /internal must be a non-negative integer/],
+    ['weightGradient: a part past the last', () => ws.weightGradient(new Float32Array(24), 2, grad(), dims, native().weightGradientParts), /part must be an integer in \[0, \d+\)/],
+    ['weightGradient: a fractional part', () => ws.weightGradient(new Float32Array(24), 2, grad(), dims, 0.5), /part must be an integer/],
+    ['weightGradient: a float64 gradient', () => ws.weightGradient(new Float32Array(24), 2, new Float64Array(model.params.length) as any, dims, 0), /must be Float32Arrays/],
+    ['weightGradient: a gradient of the wrong length', () => ws.weightGradient(new Float32Array(24), 2, new Float32Array(5), dims, 0), /grad has 5 values/],
     ['weightGradient: inputs inside the gradient', () => {
       const g = grad();
-      return ws.weightGradient(g.subarray(0, 24), 2, g, dims);
+      return ws.weightGradient(g.subarray(0, 24), 2, g, dims, 0);
     }, /inputs and grad must not share memory/],
     ['shards: a bad schedule among good ones', () => {
       const bad = schedule();
@@ -332,7 +334,9 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
     // Deferred: nothing of ∂V and ∂W yet, everything else already there.
     expect(partial.subarray(V, model.layout.offsets.b).every((x) => x === 0)).toBe(true);
     expect(Array.from(partial.subarray(model.layout.offsets.b))).toEqual(Array.from(whole.subarray(model.layout.offsets.b)));
-    createWorkspace().weightGradient(inputs, 2, partial, dims);
+    // The parts in reverse order, on another workspace: they write disjoint entries.
+    const other = createWorkspace();
+    for (let part = native().weightGradientParts - 1; part >= 0; part--) other.weightGradient(inputs, 2, partial, dims, part);
     expect(Array.from(partial)).toEqual(Array.from(whole));
     expect(partial.subarray(V, W).some((x) => x !== 0)).toBe(true);
   });
