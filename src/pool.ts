@@ -12,7 +12,7 @@
  * writes the shards' tree indices and bumps a counter; the workers, blocked
  * in Atomics.wait, wake, compute their shards (all of each shard's gradient
  * but ∂V and ∂W, whose inputs go to the shard's `deferred` buffer), then
- * claim the shards' weight gradients one at a time from a shared counter and
+ * claim the shards' weight gradients (two tasks per shard) one at a time,
  * finish them, wait at a barrier until every shard of the batch is done,
  * then each applies the AdaGrad step to its own share of the parameters (a
  * contiguous slice of the dense groups and a slice of the rows of L the batch
@@ -32,7 +32,12 @@
  *   has applied its share of the previous update, without waiting for this
  *   thread: 1 thread a median 1.12x faster over 7 pairs (0.97-1.42), 2
  *   threads unchanged (median 1.01 over 13 pairs, 0.78-1.20; there the main
- *   thread's work competes with the two workers for the two cores).
+ *   thread's work competes with the two workers for the two cores);
+ * - the claimable weight gradient (one task per shard then) with spinning
+ *   waits, against the pool before it (every shard's whole gradient by its
+ *   owner, waits asleep): 2 threads a median 1.12x over 8 pairs (0.94-1.48)
+ *   and 1.04x over 16 more, interleaved in one process (0.83-1.35; 10 of
+ *   the 16 faster). README, Performance, has the rest.
  *
  * Parameters, AdaGrad's history, gradient buffers, each shard's touched words
  * and losses are SharedArrayBuffers too; messages are used only for start-up
