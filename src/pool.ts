@@ -39,9 +39,9 @@
  *   and 1.04x over 16 more, interleaved in one process (0.83-1.35; 10 of
  *   the 16 faster). README, Performance, has the rest.
  *
- * Parameters, AdaGrad's history, gradient buffers, each shard's touched words
- * and losses are SharedArrayBuffers too; messages are used only for start-up
- * and for errors.
+ * Parameters, AdaGrad's history, gradient buffers, the shards' deferred
+ * weight-gradient inputs, each shard's touched words and losses are
+ * SharedArrayBuffers too; messages are used only for start-up and for errors.
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -368,10 +368,10 @@ export function barrier(control: Int32Array, workers: number, spinMs: number): b
 /**
  * Returns once array[index] differs from `value` or after a wake-up (callers
  * re-check): spins up to `spinMs` first, then sleeps in Atomics.wait. The
- * waits between a batch's phases last 0.1-0.5 ms; a thread that sleeps
- * through them gives its virtual CPU back to the hypervisor and computed the
- * next phase slower after waking (README, Performance: alternating runs with
- * and without the spin).
+ * waits between a batch's phases last 0.1-0.5 ms, and a worker that slept
+ * through them computed its next phase slower (README, Performance: 6
+ * alternating pairs with and without the spin; why is a guess: an idle
+ * virtual CPU loses its core or its caches to another tenant).
  */
 export function waitWhileEqual(array: Int32Array, index: number, value: number, spinMs: number): void {
   const until = performance.now() + spinMs;
