@@ -19,7 +19,8 @@ describe('multi-threaded training', () => {
   it('gives byte-identical models for 1, 2 and 3 threads', async () => {
     const files = [];
     for (const threads of [1, 2, 3]) {
-      const result = await train(data.train.slice(0, 200), data.dev.slice(0, 50), { ...options, threads });
+      // 197 = 15 · 13 + 2: each epoch's last batch has 2 trees for 4 shards, so two shards are empty.
+      const result = await train(data.train.slice(0, 197), data.dev.slice(0, 50), { ...options, threads });
       files.push(encodeModel(result.model));
     }
     expect(files[1].equals(files[0])).toBe(true);
