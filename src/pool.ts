@@ -170,6 +170,9 @@ export class TrainingPool {
 
   constructor(private readonly options: PoolOptions) {
     if (!Number.isInteger(options.threads) || options.threads < 1) throw new RangeError(`threads must be a positive integer, got ${options.threads}`);
+    if (options.batchSize !== undefined && (!Number.isInteger(options.batchSize) || options.batchSize < 1)) {
+      throw new RangeError(`batchSize must be a positive integer, got ${options.batchSize}`);
+    }
     for (const buffer of [options.params, options.update.history, ...options.grads]) {
       if (!(buffer.buffer instanceof SharedArrayBuffer)) throw new TypeError('parameters, history and gradients must live in SharedArrayBuffers');
     }

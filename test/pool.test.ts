@@ -5,7 +5,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { encodeModel } from '../src/model-file';
 import { syntheticSplits } from '../src/synthetic';
-import { updateShare, type UpdateConfig } from '../src/pool';
+import { TreeTable } from '../src/batch';
+import { Model } from '../src/model';
+import { nativeDims } from '../src/native';
+import { TrainingPool, updateShare, type UpdateConfig } from '../src/pool';
+import { Vocabulary } from '../src/vocab';
 import { DEFAULT_TRAIN_OPTIONS, splitIntoShards, train, type TrainOptions } from '../src/train';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rntn-pool-'));
@@ -48,6 +52,30 @@ describe('multi-threaded training', () => {
     const shards = splitIntoShards(Int32Array.from({ length: 27 }, (_, i) => i), 4);
     expect(shards.map((s) => s.length)).toEqual([7, 7, 7, 6]);
     expect(shards.flatMap((s) => Array.from(s)).sort((a, b) => a - b)).toEqual(Array.from({ length: 27 }, (_, i) => i));
+  });
+
+  it('checks its batch size: a bad one at construction, a bigger batch when posted', async () => {
+    const trees = data.train.slice(0, 10);
+    const vocab = Vocabulary.fromTrees(trees);
+    const model = Model.create(vocab, { dim: 4, seed: 1 });
+    const shared = (n: number) => new Float32Array(new SharedArrayBuffer(4 * n));
+    const params = shared(model.params.length);
+    params.set(model.params);
+    const update: UpdateConfig = { history: shared(params.length), epsilon: 1e-3, dense: [], rows: { offset: 0, dim: 4, lambda: 0 } };
+    const table = TreeTable.fromTrees(trees, vocab, { shared: true }).data;
+    const pool = (batchSize: number) =>
+      new TrainingPool({ threads: 2, params, grads: [shared(params.length), shared(params.length)], table, dims: nativeDims(model), update, batchSize });
+    for (const bad of [0, -1, 1.5, NaN]) expect(() => pool(bad)).toThrow(/batchSize must be a positive integer/);
+    const p = pool(2);
+    try {
+      expect(() => p.post([Int32Array.of(0, 1), Int32Array.of(2)], { scale: 1, learningRate: 0.1 })).toThrow(/a batch of 3 trees is more than the pool's batch size, 2/);
+      p.post([Int32Array.of(0), Int32Array.of(1)], { scale: 0.5, learningRate: 0.1 });
+      const result = await p.finish();
+      expect(result.gradientFinite).toBe(true);
+      expect(result.loss).toBeGreaterThan(0);
+    } finally {
+      await p.close();
+    }
   });
 
   it("shares each update out so that the workers' shares cover every index exactly once", () => {
