@@ -7,8 +7,9 @@
  * waits until every worker is done, applies the AdaGrad step to its share of
  * the parameters, and counts itself done.
  *
- * It runs as one loop that blocks in Atomics.wait between batches and never
- * returns to its event loop until the pool closes. Between two batches it
+ * It runs as one loop that waits (spinning briefly, then in Atomics.wait;
+ * src/pool.ts, waitWhileEqual) between phases and batches and never returns
+ * to its event loop until the pool closes. Between two batches it
  * waits for nothing but the other workers' updates: the main thread posts
  * ahead.
  */
