@@ -171,11 +171,11 @@ inline int quadraticRows(int d) { return d * (2 * d + 1) + 2 * d; }
 // rows: the triangle rows of i in [first, end), plus c's rows (∂W) in the
 // last. The parts write disjoint entries of ∂V and ∂W, so the training pool
 // can run them on different threads (src/worker.ts): at d = 25 on SST a
-// whole shard's weight gradient is ~0.45 ms, and the last one claimed in a
+// whole shard's weight gradient is ~0.4 ms, and the last one claimed in a
 // batch was what the other worker waited for at the barrier.
 constexpr int kWeightGradientParts = 2;
 
-// Q's rows from triangle row i on: Σ_{i' < i} (2d − i').
+// Rows of Q before triangle row i: Σ_{i' < i} (2d − i').
 inline int triangleRowsBefore(int d, int i) { return i * 2 * d - i * (i - 1) / 2; }
 
 // The rows of Q in part p: triangle rows i ∈ [first, end), then c's 2d rows if `withC`.
