@@ -8,7 +8,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import * as fs from 'node:fs';
 import { SingleBar } from 'cli-progress';
-import { evaluate, formatMetrics } from './evaluate';
+import { evaluateEnsemble, formatMetrics } from './evaluate';
 import { gradientCheck, lossAndGradient, type GroupCheck } from './gradient';
 import { Model, TENSOR_NAMES, type LeafActivation } from './model';
 import { loadModel, saveModel } from './model-file';
@@ -21,6 +21,11 @@ import { randomTrees, syntheticSplits } from './synthetic';
 import { checkpointOptions, DEFAULT_TRAIN_OPTIONS, train, type EpochRecord, type Progress, type TrainOptions, type TrainResult } from './train';
 import { readTrees, type TreeNode } from './tree';
 import { Vocabulary } from './vocab';
+
+/** Commander's collector for a repeatable option: every value given, in order. */
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -253,14 +258,16 @@ export function buildProgram(): Command {
   program
     .command('eval')
     .description('accuracy (5-class and binary, all nodes and roots), loss, confusion matrices and per-class P/R/F1')
-    .requiredOption('--model <file>', 'model file')
+    .requiredOption('--model <file>', 'model file; repeat it to score an ensemble (the mean of the models\' class probabilities)', collect)
     .requiredOption('--trees <file>', 'labelled trees in PTB form')
     .option('--json', 'print one JSON object')
     .action(
-      action('eval', (opts: { model: string; trees: string; json?: boolean }) => {
-        const model = loadModel(opts.model);
-        const metrics = evaluate(model, readTrees(opts.trees, { classes: model.config.classes }));
-        process.stdout.write(opts.json ? JSON.stringify(metrics) + '\n' : formatMetrics(metrics, opts.trees) + '\n');
+      action('eval', (opts: { model: string[]; trees: string; json?: boolean }) => {
+        const models = opts.model.map((file) => loadModel(file));
+        const trees = readTrees(opts.trees, { classes: models[0].config.classes });
+        const metrics = evaluateEnsemble(models, trees);
+        const title = models.length === 1 ? opts.trees : `${opts.trees}, ensemble of ${models.length} models`;
+        process.stdout.write(opts.json ? JSON.stringify(metrics) + '\n' : formatMetrics(metrics, title) + '\n');
       }),
     );
   program

@@ -3,11 +3,22 @@
  * compute losses and gradients with the native core.
  */
 export { compileBatch, compileChunks, type CompiledBatch, type CompileOptions } from './batch';
-export { computeMetrics, evaluate, formatMetrics, type ClassStats, type Metrics } from './evaluate';
+export { computeMetrics, evaluate, evaluateEnsemble, formatMetrics, type ClassStats, type Metrics } from './evaluate';
 export { gradientCheck, lossAndGradient, type GroupCheck, type GradientCheckOptions, type LossAndGradient, type Precision } from './gradient';
 export { Model, ParameterLayout, TENSOR_NAMES, tensorShapes, type FloatArray, type InitOptions, type LeafActivation, type ModelConfig, type TensorName } from './model';
 export { decodeModel, encodeModel, loadModel, ModelFileError, saveModel } from './model-file';
-export { blasInfo, createWorkspace, describeBlas, nativeDims, type BlasInfo, type NativeDims, type NativeWorkspace, type Schedule } from './native';
+export {
+  blasInfo,
+  createWorkspace,
+  describeBlas,
+  nativeDims,
+  weightGradientInputSize,
+  weightGradientParts,
+  type BlasInfo,
+  type NativeDims,
+  type NativeWorkspace,
+  type Schedule,
+} from './native';
 export { binarize, predict, tokenize, type NodePrediction, type TreePrediction } from './predict';
 export { Random } from './random';
 export { writeFileAtomic } from './files';

@@ -215,6 +215,11 @@ export function createWorkspace(): NativeWorkspace {
   return new (load().Workspace)();
 }
 
+/** How many parts NativeWorkspace.weightGradient splits a schedule's weight gradient into (rntn.h, kWeightGradientParts). */
+export function weightGradientParts(): number {
+  return native().weightGradientParts;
+}
+
 /** Values a schedule with `internal` internal nodes writes into its `deferTo` buffer (rntn.h, weightGradientInputSize). */
 export function weightGradientInputSize(dim: number, internal: number): number {
   return 3 * dim * internal;

@@ -47,7 +47,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { TreeTableData } from './batch';
-import { native, weightGradientInputSize, type NativeDims, type Schedule } from './native';
+import { native, weightGradientInputSize, weightGradientParts, type NativeDims, type Schedule } from './native';
 
 /** A parameter group the update treats alike: [start, end) in the buffer, L2 weight λ. */
 export interface UpdateRange {
@@ -204,7 +204,7 @@ export class TrainingPool {
       shardLoss: float64(2 * shards),
       shardInternal: int32(2 * shards),
       shardReady: int32(shards),
-      taskClaimed: int32(shards * native().weightGradientParts),
+      taskClaimed: int32(shards * weightGradientParts()),
       workerNodes: int32(2 * workers),
       workerFinite: int32(2 * workers),
     };

@@ -15,7 +15,7 @@
  */
 import { workerData } from 'node:worker_threads';
 import { distinctSorted, TreeTable } from './batch';
-import { createWorkspace, native, type Schedule } from './native';
+import { createWorkspace, native, weightGradientParts, type Schedule } from './native';
 import { aborted, barrier, COMPLETED, POSTED, READIED, updateShare, waitWhileEqual, type WorkerInit } from './pool';
 
 const init = workerData as WorkerInit;
@@ -31,7 +31,7 @@ const u = init.update;
 
 // Weight-gradient task t is part t mod P of shard ⌊t / P⌋ (rntn.h, kWeightGradientParts).
 // This worker looks for tasks to claim in this order: its own shards' first.
-const P = native().weightGradientParts;
+const P = weightGradientParts();
 const owned = (t: number) => Math.floor(t / P) % W === init.worker;
 const claimOrder = Array.from({ length: S * P }, (_, t) => t).sort((a, b) => Number(owned(b)) - Number(owned(a)) || a - b);
 

@@ -131,6 +131,20 @@ describe('rntn train, eval and predict', () => {
     expect(m.roots).toBe(trees.length);
   });
 
+  it('eval with --model twice scores the ensemble; a missing model file fails it', () => {
+    const single = JSON.parse(rntn('eval', '--model', out, '--trees', treesPath, '--json').stdout);
+    const run = rntn('eval', '--model', out, '--model', out, '--trees', treesPath, '--json');
+    expect(run.status, run.stderr).toBe(0);
+    const m = JSON.parse(run.stdout);
+    // The same model twice: the same predictions.
+    for (const key of ['rootFine', 'allFine', 'rootBinary', 'allBinary']) expect(m[key]).toBe(single[key]);
+    const report = rntn('eval', '--model', out, '--model', out, '--trees', treesPath);
+    expect(report.stdout).toMatch(/ensemble of 2 models/);
+    const missing = rntn('eval', '--model', out, '--model', path.join(tmp, 'absent.safetensors'), '--trees', treesPath);
+    expect(missing.status).not.toBe(0);
+    expect(missing.stderr).toMatch(/absent\.safetensors/);
+  });
+
   it('eval without --json prints a readable report', () => {
     const run = rntn('eval', '--model', out, '--trees', treesPath);
     expect(run.status, run.stderr).toBe(0);

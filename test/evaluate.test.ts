@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { binarySplit, computeMetrics, evaluate, formatMetrics, type Metrics } from '../src/evaluate';
+import { binarySplit, computeMetrics, evaluate, evaluateEnsemble, formatMetrics, type Metrics } from '../src/evaluate';
 import { lossAndGradient } from '../src/gradient';
 import { predict } from '../src/predict';
 import { Model } from '../src/model';
@@ -278,6 +278,62 @@ describe('evaluate (native forward pass)', () => {
     expect(binaryCorrect(whole)).toBe(binaryCorrect(parts[0]) + binaryCorrect(parts[1]));
     const lossSum = parts[0].loss * parts[0].nodes + parts[1].loss * parts[1].nodes;
     expect(whole.loss).toBeCloseTo(lossSum / whole.nodes, 10);
+  });
+});
+
+describe('evaluateEnsemble', () => {
+  const words = ['*UNK*', 'good', 'bad', 'not', 'very', 'movie', 'plot', 'but'];
+  const many = randomTrees(7, 40, words, 5, 6);
+  const vocab = new Vocabulary(words);
+
+  it('one model: exactly evaluate', () => {
+    const model = Model.create(vocab, { dim: 4, seed: 2 });
+    expect(evaluateEnsemble([model], many)).toEqual(evaluate(model, many));
+  });
+
+  it('a model twice: the same predictions, and the loss of its own probabilities', () => {
+    const model = Model.create(vocab, { dim: 4, seed: 2 });
+    const one = evaluate(model, many);
+    const twice = evaluateEnsemble([model, model], many);
+    expect(twice.confusion).toEqual(one.confusion);
+    expect(twice.allBinary).toBe(one.allBinary);
+    expect(twice.loss).toBeCloseTo(one.loss, 5);
+  });
+
+  it('scores the mean of the models\' probabilities, node by node', () => {
+    // Different sizes and vocabularies: the second knows fewer words.
+    const a = Model.create(vocab, { dim: 4, seed: 2 });
+    const b = Model.create(new Vocabulary(['*UNK*', 'good', 'bad']), { dim: 6, seed: 9 });
+    const got = evaluateEnsemble([a, b], many);
+    const [pa, pb] = [predict(a, many), predict(b, many)];
+    const gold: number[] = [];
+    const probs: number[] = [];
+    const isRoot: number[] = [];
+    const visit = (t: TreeNode, i: number, root: boolean) => {
+      gold.push(t.label);
+      isRoot.push(root ? 1 : 0);
+      const x = pa[i].nodes.get(t)!.probs;
+      const y = pb[i].nodes.get(t)!.probs;
+      probs.push(...x.map((v, c) => (v + y[c]) / 2));
+      if (!('word' in t)) {
+        visit(t.left, i, false);
+        visit(t.right, i, false);
+      }
+    };
+    many.forEach((t, i) => visit(t, i, true));
+    let lossSum = 0;
+    gold.forEach((g, n) => (lossSum -= Math.log(probs[n * 5 + g])));
+    const expected = computeMetrics({ classes: 5, gold: Int32Array.from(gold), probs: Float32Array.from(probs), isRoot: Uint8Array.from(isRoot), lossSum });
+    expect(got.confusion).toEqual(expected.confusion);
+    expect(got.loss).toBeCloseTo(expected.loss, 5);
+    expect(got.roots).toBe(40);
+  });
+
+  it('refuses no models and models with different classes', () => {
+    const five = Model.create(vocab, { dim: 4, seed: 2 });
+    const three = Model.create(vocab, { dim: 4, seed: 2, classes: 3 });
+    expect(() => evaluateEnsemble([], many)).toThrow(/at least one model/);
+    expect(() => evaluateEnsemble([five, three], many)).toThrow(/same number of classes, got 5 and 3/);
   });
 });
 

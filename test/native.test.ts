@@ -3,7 +3,7 @@ import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import { compileBatch } from '../src/batch';
 import { Model } from '../src/model';
-import { blasInfo, chooseCoretype, createWorkspace, native, nativeDims, type Schedule } from '../src/native';
+import { blasInfo, chooseCoretype, createWorkspace, native, nativeDims, weightGradientParts, type Schedule } from '../src/native';
 import { parseTrees } from '../src/tree';
 import { Vocabulary } from '../src/vocab';
 
@@ -172,7 +172,7 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
     ['weightGradient: a fractional node count', () => ws.weightGradient(new Float32Array(24), 1.5, grad(), dims, 0), /internal must be a non-negative integer/],
     ['weightGradient: a negative node count', () => ws.weightGradient(new Float32Array(24), -1, grad(), dims, 0), /internal must be a non-negative integer/],
     ['weightGradient: a node count past int32', () => ws.weightGradient(new Float32Array(24), 2 ** 31, grad(), dims, 0), /internal must be a non-negative integer/],
-    ['weightGradient: a part past the last', () => ws.weightGradient(new Float32Array(24), 2, grad(), dims, native().weightGradientParts), /part must be an integer in \[0, \d+\)/],
+    ['weightGradient: a part past the last', () => ws.weightGradient(new Float32Array(24), 2, grad(), dims, weightGradientParts()), /part must be an integer in \[0, \d+\)/],
     ['weightGradient: a fractional part', () => ws.weightGradient(new Float32Array(24), 2, grad(), dims, 0.5), /part must be an integer/],
     ['weightGradient: a float64 gradient', () => ws.weightGradient(new Float32Array(24), 2, new Float64Array(model.params.length) as any, dims, 0), /must be Float32Arrays/],
     ['weightGradient: a gradient of the wrong length', () => ws.weightGradient(new Float32Array(24), 2, new Float32Array(5), dims, 0), /grad has 5 values/],
@@ -336,7 +336,7 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
     expect(Array.from(partial.subarray(model.layout.offsets.b))).toEqual(Array.from(whole.subarray(model.layout.offsets.b)));
     // The parts in reverse order, on another workspace: they write disjoint entries.
     const other = createWorkspace();
-    for (let part = native().weightGradientParts - 1; part >= 0; part--) other.weightGradient(inputs, 2, partial, dims, part);
+    for (let part = weightGradientParts() - 1; part >= 0; part--) other.weightGradient(inputs, 2, partial, dims, part);
     expect(Array.from(partial)).toEqual(Array.from(whole));
     expect(partial.subarray(V, W).some((x) => x !== 0)).toBe(true);
   });
