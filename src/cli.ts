@@ -13,7 +13,7 @@ import { gradientCheck, lossAndGradient, type GroupCheck } from './gradient';
 import { Model, TENSOR_NAMES, type LeafActivation } from './model';
 import { loadModel, saveModel } from './model-file';
 import { describeBlas } from './native';
-import { binarize, formatPredictionJson, formatPredictionPtb, predict, tokenize } from './predict';
+import { binarize, formatPredictionJson, formatPredictionPtb, predictEnsemble, tokenize } from './predict';
 import { Random } from './random';
 import { writeFileAtomic } from './files';
 import { encodeSafetensors, type TensorInput } from './safetensors';
@@ -273,17 +273,17 @@ export function buildProgram(): Command {
   program
     .command('predict')
     .description('predict the sentiment of every node: PTB trees (best), or plain text binarised right-branching (a fallback)')
-    .requiredOption('--model <file>', 'model file')
+    .requiredOption('--model <file>', 'model file; repeat it to predict with an ensemble (the mean of the models\' class probabilities)', collect)
     .option('--trees <file>', 'trees in PTB form (gold labels, if present, are kept in JSON output)')
     .option('--text <file>', 'plain text, one tokenised sentence per line (no parse: right-branching fallback)')
     .addOption(new Option('--format <format>', 'output format').choices(['ptb', 'json']).default('ptb'))
     .action(
-      action('predict', (opts: { model: string; trees?: string; text?: string; format: 'ptb' | 'json' }) => {
+      action('predict', (opts: { model: string[]; trees?: string; text?: string; format: 'ptb' | 'json' }) => {
         if ((opts.trees === undefined) === (opts.text === undefined)) throw new Error('give exactly one of --trees and --text');
-        const model = loadModel(opts.model);
+        const models = opts.model.map((file) => loadModel(file));
         let trees: TreeNode[];
         if (opts.trees) {
-          trees = readTrees(opts.trees, { classes: model.config.classes });
+          trees = readTrees(opts.trees, { classes: models[0].config.classes });
         } else {
           trees = fs
             .readFileSync(opts.text!, 'utf8')
@@ -293,7 +293,7 @@ export function buildProgram(): Command {
             .map(binarize);
         }
         const out: string[] = [];
-        for (const p of predict(model, trees)) out.push(opts.format === 'json' ? formatPredictionJson(p, opts.trees !== undefined) : formatPredictionPtb(p));
+        for (const p of predictEnsemble(models, trees)) out.push(opts.format === 'json' ? formatPredictionJson(p, opts.trees !== undefined) : formatPredictionPtb(p));
         process.stdout.write(out.length > 0 ? out.join('\n') + '\n' : '');
       }),
     );

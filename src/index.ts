@@ -19,7 +19,7 @@ export {
   type NativeWorkspace,
   type Schedule,
 } from './native';
-export { binarize, predict, tokenize, type NodePrediction, type TreePrediction } from './predict';
+export { binarize, predict, predictEnsemble, tokenize, type NodePrediction, type TreePrediction } from './predict';
 export { Random } from './random';
 export { writeFileAtomic } from './files';
 export { decodeSafetensors, encodeSafetensors, SafetensorsError } from './safetensors';

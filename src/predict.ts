@@ -42,6 +42,35 @@ export function predict(model: Model, trees: readonly TreeNode[]): TreePredictio
   return out;
 }
 
+/**
+ * Predictions of an ensemble: every node's class probabilities averaged over
+ * the models (which may differ in size and vocabulary, not in classes), and
+ * the most probable class of the average. One model: exactly `predict`.
+ */
+export function predictEnsemble(models: readonly Model[], trees: readonly TreeNode[]): TreePrediction[] {
+  if (models.length === 0) throw new RangeError('an ensemble needs at least one model');
+  const C = models[0].config.classes;
+  for (const m of models) {
+    if (m.config.classes !== C) throw new RangeError(`the models of an ensemble must have the same number of classes, got ${C} and ${m.config.classes}`);
+  }
+  const [first, ...rest] = models.map((m) => predict(m, trees));
+  if (rest.length === 0) return first;
+  // predict shares one node map among the trees of a native call: average each map once.
+  const averaged = new Map<Map<TreeNode, NodePrediction>, Map<TreeNode, NodePrediction>>();
+  return first.map((p, t) => {
+    let nodes = averaged.get(p.nodes);
+    if (!nodes) {
+      nodes = new Map();
+      for (const [node, { probs }] of p.nodes) {
+        const mean = probs.map((x, c) => rest.reduce((sum, other) => sum + other[t].nodes.get(node)!.probs[c], x) / models.length);
+        nodes.set(node, { label: argmax(mean), probs: mean });
+      }
+      averaged.set(p.nodes, nodes);
+    }
+    return { tree: p.tree, nodes };
+  });
+}
+
 function argmax(p: readonly number[]): number {
   let best = 0;
   for (let c = 1; c < p.length; c++) if (p[c] > p[best]) best = c;

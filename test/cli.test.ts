@@ -145,6 +145,14 @@ describe('rntn train, eval and predict', () => {
     expect(missing.stderr).toMatch(/absent\.safetensors/);
   });
 
+  it('predict with --model twice gives the same predictions as the model alone', () => {
+    const one = rntn('predict', '--model', out, '--trees', treesPath, '--format', 'json');
+    const two = rntn('predict', '--model', out, '--model', out, '--trees', treesPath, '--format', 'json');
+    expect(two.status, two.stderr).toBe(0);
+    const labels = (stdout: string) => stdout.trim().split('\n').map((line) => JSON.stringify(JSON.parse(line), (k, v) => (k === 'probs' ? undefined : v)));
+    expect(labels(two.stdout)).toEqual(labels(one.stdout));
+  });
+
   it('eval without --json prints a readable report', () => {
     const run = rntn('eval', '--model', out, '--trees', treesPath);
     expect(run.status, run.stderr).toBe(0);

@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { binarySplit, computeMetrics, evaluate, evaluateEnsemble, formatMetrics, type Metrics } from '../src/evaluate';
 import { lossAndGradient } from '../src/gradient';
-import { predict } from '../src/predict';
+import { predict, predictEnsemble } from '../src/predict';
 import { Model } from '../src/model';
 import { countNodes, parseTrees, type TreeNode } from '../src/tree';
 import { Vocabulary } from '../src/vocab';
@@ -332,8 +332,36 @@ describe('evaluateEnsemble', () => {
   it('refuses no models and models with different classes', () => {
     const five = Model.create(vocab, { dim: 4, seed: 2 });
     const three = Model.create(vocab, { dim: 4, seed: 2, classes: 3 });
-    expect(() => evaluateEnsemble([], many)).toThrow(/at least one model/);
-    expect(() => evaluateEnsemble([five, three], many)).toThrow(/same number of classes, got 5 and 3/);
+    for (const f of [evaluateEnsemble, predictEnsemble] as const) {
+      expect(() => f([], many)).toThrow(/at least one model/);
+      expect(() => f([five, three], many)).toThrow(/same number of classes, got 5 and 3/);
+    }
+  });
+
+  it('predictEnsemble: one model is predict; two give each node the mean probabilities and their argmax', () => {
+    const a = Model.create(vocab, { dim: 4, seed: 2 });
+    const b = Model.create(new Vocabulary(['*UNK*', 'good', 'bad']), { dim: 6, seed: 9 });
+    expect(predictEnsemble([a], many)).toEqual(predict(a, many));
+    const [pa, pb] = [predict(a, many), predict(b, many)];
+    const both = predictEnsemble([a, b], many);
+    expect(both.length).toBe(many.length);
+    let checked = 0;
+    both.forEach((p, i) => {
+      expect(p.tree).toBe(many[i]);
+      const visit = (t: TreeNode) => {
+        const mean = pa[i].nodes.get(t)!.probs.map((x, c) => (x + pb[i].nodes.get(t)!.probs[c]) / 2);
+        const got = p.nodes.get(t)!;
+        got.probs.forEach((x, c) => expect(x).toBeCloseTo(mean[c], 12));
+        expect(got.label).toBe(mean.indexOf(Math.max(...mean)));
+        checked++;
+        if (!('word' in t)) {
+          visit(t.left);
+          visit(t.right);
+        }
+      };
+      visit(many[i]);
+    });
+    expect(checked).toBe(evaluateEnsemble([a, b], many).nodes);
   });
 });
 
