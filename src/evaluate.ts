@@ -7,6 +7,7 @@
 import { compileChunks } from './batch';
 import type { Model } from './model';
 import { assertFiniteProbabilities, createWorkspace, nativeDims } from './native';
+import { ensembleClasses } from './predict';
 import type { TreeNode } from './tree';
 
 /**
@@ -186,11 +187,7 @@ export function evaluate(model: Model, trees: readonly TreeNode[]): Metrics {
  * accuracies of 46–47 % (docs/training.md).
  */
 export function evaluateEnsemble(models: readonly Model[], trees: readonly TreeNode[]): Metrics {
-  if (models.length === 0) throw new RangeError('an ensemble needs at least one model');
-  const C = models[0].config.classes;
-  for (const m of models) {
-    if (m.config.classes !== C) throw new RangeError(`the models of an ensemble must have the same number of classes, got ${C} and ${m.config.classes}`);
-  }
+  const C = ensembleClasses(models);
   if (models.length === 1) return evaluate(models[0], trees);
   const parts = models.map((m) => nodeProbabilities(m, trees));
   // The schedules order nodes by the trees' shapes alone, so node n is the same node for every model.

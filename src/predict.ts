@@ -48,11 +48,7 @@ export function predict(model: Model, trees: readonly TreeNode[]): TreePredictio
  * the most probable class of the average. One model: exactly `predict`.
  */
 export function predictEnsemble(models: readonly Model[], trees: readonly TreeNode[]): TreePrediction[] {
-  if (models.length === 0) throw new RangeError('an ensemble needs at least one model');
-  const C = models[0].config.classes;
-  for (const m of models) {
-    if (m.config.classes !== C) throw new RangeError(`the models of an ensemble must have the same number of classes, got ${C} and ${m.config.classes}`);
-  }
+  ensembleClasses(models);
   const [first, ...rest] = models.map((m) => predict(m, trees));
   if (rest.length === 0) return first;
   // predict shares one node map among the trees of a native call: average each map once.
@@ -69,6 +65,16 @@ export function predictEnsemble(models: readonly Model[], trees: readonly TreeNo
     }
     return { tree: p.tree, nodes };
   });
+}
+
+/** The class count the models of an ensemble share; throws when there are none or they differ. */
+export function ensembleClasses(models: readonly Model[]): number {
+  if (models.length === 0) throw new RangeError('an ensemble needs at least one model');
+  const C = models[0].config.classes;
+  for (const m of models) {
+    if (m.config.classes !== C) throw new RangeError(`the models of an ensemble must have the same number of classes, got ${C} and ${m.config.classes}`);
+  }
+  return C;
 }
 
 function argmax(p: readonly number[]): number {

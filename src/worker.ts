@@ -63,9 +63,10 @@ for (let n = 1; ; n++) {
     if (start(s + 1) > start(s)) {
       mine.push(s);
     } else {
-      // An empty shard (a last batch smaller than the shard count): no words, no loss.
+      // An empty shard (a last batch smaller than the shard count): no words, no loss, no weight gradient.
       shardWordCount[s] = 0;
       shardLoss[slot * S + s] = 0;
+      shardInternal[slot * S + s] = 0;
     }
   }
   const compiled = mine.map((s) =>
@@ -84,7 +85,6 @@ for (let n = 1; ; n++) {
     mine.map((s) => init.deferred[s]),
   );
   let nodes = 0;
-  for (let s = init.worker; s < S; s += W) shardInternal[slot * S + s] = 0;
   mine.forEach((s, i) => {
     shardLoss[slot * S + s] = losses[i];
     shardWords.set(compiled[i].words, s * stripe);
