@@ -5,6 +5,7 @@ import { compileBatch } from '../src/batch';
 import { Model } from '../src/model';
 import { blasInfo, chooseCoretype, createWorkspace, native, nativeDims, weightGradientParts, type Schedule } from '../src/native';
 import { parseTrees } from '../src/tree';
+import { randomTrees } from '../src/synthetic';
 import { Vocabulary } from '../src/vocab';
 
 const vocab = new Vocabulary(['*UNK*', 'good', 'bad']);
@@ -73,6 +74,56 @@ describe('the native addon', () => {
       const sum = probs.subarray(n * dims.classes, (n + 1) * dims.classes).reduce((a, b) => a + b, 0);
       expect(sum).toBeCloseTo(1, 6);
     }
+  });
+});
+
+describe('wide schedules at d = 25', () => {
+  // Levels of 16 or more nodes run the forward product in row chunks, and
+  // more than ~48 internal nodes take several weight-gradient windows
+  // (rntn.h, forwardProduct and kWeightGradientWindowBytes): a batch must
+  // give what its trees give one at a time, where neither happens.
+  const words = ['*UNK*', 'good', 'bad', 'not', 'plot'];
+  const wide = new Vocabulary(words);
+  const big = Model.create(wide, { dim: 25, seed: 2 });
+  const bigDims = nativeDims(big);
+  const forest = randomTrees(5, 120, words, 5, 40);
+  const ws = createWorkspace();
+  const run = (trees: typeof forest) => {
+    const b = compileBatch(trees, wide);
+    const probs = new Float32Array(bigDims.classes * b.left.length);
+    const grad = new Float32Array(big.params.length);
+    const loss = ws.forwardBackward(big.params, grad, bigDims, b);
+    ws.forward(big.params, bigDims, b, probs);
+    return { b, probs, grad, loss };
+  };
+
+  it('gives each tree the root probabilities and gradient it has alone', () => {
+    const all = run(forest);
+    const { levelStart } = all.b;
+    const widths = Array.from({ length: levelStart.length - 2 }, (_, l) => levelStart[l + 2] - levelStart[l + 1]);
+    expect(Math.max(...widths)).toBeGreaterThanOrEqual(16);
+    expect(widths.filter((w) => w >= 16 && w < 128).length).toBeGreaterThan(1);
+    const C = bigDims.classes;
+    const sum = new Float64Array(big.params.length);
+    let loss = 0;
+    let worst = 0;
+    forest.forEach((tree, t) => {
+      const one = run([tree]);
+      loss += one.loss;
+      one.grad.forEach((g, i) => (sum[i] += g));
+      const r = one.b.roots[0];
+      const R = all.b.roots[t];
+      for (let c = 0; c < C; c++) worst = Math.max(worst, Math.abs(one.probs[r * C + c] - all.probs[R * C + c]));
+    });
+    expect(worst).toBeLessThan(1e-5);
+    expect(Math.abs(all.loss - loss) / loss).toBeLessThan(1e-5);
+    let diff2 = 0;
+    let ref2 = 0;
+    all.grad.forEach((g, i) => {
+      diff2 += (g - sum[i]) ** 2;
+      ref2 += sum[i] ** 2;
+    });
+    expect(Math.sqrt(diff2 / ref2)).toBeLessThan(1e-5);
   });
 });
 
