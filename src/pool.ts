@@ -27,12 +27,15 @@
  * - the update used to run on the main thread between batches: serial time
  *   for every worker, and the parameters and gradients it wrote had to
  *   travel back to the workers' cores;
- * - the main thread now posts the next batch while one runs (two slots of
- *   every per-batch array), and a worker starts it as soon as every worker
- *   has applied its share of the previous update, without waiting for this
- *   thread: 1 thread a median 1.12x faster over 7 pairs (0.97-1.42), 2
- *   threads unchanged (median 1.01 over 13 pairs, 0.78-1.20; there the main
- *   thread's work competes with the two workers for the two cores);
+ * - the main thread posts batches ahead of the one running (SLOTS slots
+ *   of every per-batch array), and a worker starts the next as soon as
+ *   every worker has applied its share of the previous update, without
+ *   waiting for this thread: with two slots, 1 thread a median 1.12x
+ *   faster over 7 pairs (0.97-1.42), 2 threads unchanged (median 1.01 over
+ *   13 pairs, 0.78-1.20; there the main thread's work competes with the two
+ *   workers for the two cores). With SLOTS slots, finish() waits for half
+ *   of the batches in flight at once, so this thread wakes once per
+ *   several batches instead of once per batch (see SLOTS);
  * - the claimable weight gradient (one task per shard then) with spinning
  *   waits, against the pool before it (every shard's whole gradient by its
  *   owner, waits asleep): 2 threads a median 1.12x over 8 pairs (0.94-1.48)
@@ -68,15 +71,25 @@ export interface UpdateConfig {
 }
 
 /**
+ * Batches the main thread may have in flight. When it has to wait for one,
+ * it waits for half of those in flight (finish), so it wakes once per
+ * SLOTS / 2 batches: each wake-up costs it ~0.1 ms of CPU (its promise and
+ * event-loop turn), and with as many workers as cores it takes that time
+ * from a worker, which the other workers then wait for at the next barrier.
+ * It also bounds how late a stop (time, Ctrl-C) takes effect: SLOTS batches.
+ */
+export const SLOTS = 8;
+
+/**
  * The shared memory through which the main thread posts minibatches and the
- * workers report them done. Batch n (counting from 1) uses slot n mod 2 of
- * every per-batch array, so the main thread can post batch n+1 while batch n
- * runs.
+ * workers report them done. Batch n (counting from 1) uses slot n mod SLOTS
+ * of every per-batch array, so the main thread can post batches ahead of the
+ * one running.
  */
 export interface BatchChannel {
   /** [arrived, generation, aborted, posted, completed, readied]: see the constants below. */
   control: Int32Array;
-  /** Per slot, `trees.length / 2` entries: the batch's tree indices, shard after shard. */
+  /** Per slot, `trees.length / SLOTS` entries (the batch size): the batch's tree indices, shard after shard. */
   trees: Int32Array;
   /** Per slot, shards + 1 entries: shard s is [shardStart[s], shardStart[s+1]) of the slot's trees. */
   shardStart: Int32Array;
@@ -194,19 +207,19 @@ export class TrainingPool {
     const deferred = Array.from({ length: shards }, () => new Float32Array(new SharedArrayBuffer(4 * Math.max(1, deferredSize))));
     this.channel = {
       control: int32(READIED + 1),
-      trees: int32(2 * this.maxTrees),
-      shardStart: int32(2 * (shards + 1)),
-      dropout: float64(2 * 2 * shards),
-      scale: float64(2),
-      learningRate: float64(2),
+      trees: int32(SLOTS * this.batchSize),
+      shardStart: int32(SLOTS * (shards + 1)),
+      dropout: float64(SLOTS * 2 * shards),
+      scale: float64(SLOTS),
+      learningRate: float64(SLOTS),
       shardWords: int32(shards * Math.max(1, options.dims.vocab)),
       shardWordCount: int32(shards),
-      shardLoss: float64(2 * shards),
-      shardInternal: int32(2 * shards),
+      shardLoss: float64(SLOTS * shards),
+      shardInternal: int32(SLOTS * shards),
       shardReady: int32(shards),
       taskClaimed: int32(shards * weightGradientParts()),
-      workerNodes: int32(2 * workers),
-      workerFinite: int32(2 * workers),
+      workerNodes: int32(SLOTS * workers),
+      workerFinite: int32(SLOTS * workers),
     };
     // Always the compiled worker (lib/worker.js), also when this module runs from src/ under vitest.
     const script = options.workerScript ?? path.resolve(__dirname, '..', 'lib', 'worker.js');
@@ -238,7 +251,7 @@ export class TrainingPool {
     return this.workers.length;
   }
 
-  /** Batches posted and not yet finished (0, 1 or 2). */
+  /** Batches posted and not yet finished (0 to SLOTS). */
   get inFlight(): number {
     return this.posted - this.finished;
   }
@@ -247,27 +260,27 @@ export class TrainingPool {
    * Posts a minibatch: the workers compute every shard's gradient
    * (`shards[s]` = the table indices of shard s's trees, under `dropout[s]`
    * when given) into `grads[s]`, then apply the update with the loss scaled
-   * by `step.scale` and learning rate `step.learningRate`. At most two
-   * batches may be in flight; the second starts as soon as the first's
+   * by `step.scale` and learning rate `step.learningRate`. At most SLOTS
+   * batches may be in flight; each starts as soon as the previous one's
    * update is applied, so the workers never wait for this thread between
    * them. Results come, in order, from finish().
    */
   post(shards: Int32Array[], step: { scale: number; learningRate: number }, dropout?: Schedule['dropout'][]): void {
     if (this.failure) throw this.failure;
     if (this.closed) throw new Error('the training pool is closed');
-    if (this.inFlight >= 2) throw new Error('the training pool already has two batches in flight');
+    if (this.inFlight >= SLOTS) throw new Error(`the training pool already has ${SLOTS} batches in flight`);
     if (shards.length !== this.options.grads.length) throw new RangeError(`expected ${this.options.grads.length} shards, got ${shards.length}`);
     const total = shards.reduce((n, s) => n + s.length, 0);
     if (total > this.batchSize) throw new RangeError(`a batch of ${total} trees is more than the pool's batch size, ${this.batchSize}`);
     const c = this.channel;
     const n = this.posted + 1;
-    const slot = n % 2;
+    const slot = n % SLOTS;
     const S = shards.length;
-    // The slot's previous batch, n − 2, is finished: nobody reads these any more.
+    // The slot's previous batch, n − SLOTS, is finished: nobody reads these any more.
     let at = 0;
     shards.forEach((trees, s) => {
       c.shardStart[slot * (S + 1) + s] = at;
-      c.trees.set(trees, slot * this.maxTrees + at);
+      c.trees.set(trees, slot * this.batchSize + at);
       at += trees.length;
       c.dropout[2 * (slot * S + s)] = dropout?.[s]?.rate ?? 0;
       c.dropout[2 * (slot * S + s) + 1] = dropout?.[s]?.seed ?? 0;
@@ -280,23 +293,30 @@ export class TrainingPool {
     Atomics.notify(c.control, POSTED);
   }
 
-  /** Waits for the oldest batch in flight and returns its result. */
+  /**
+   * The result of the oldest batch in flight. When it is not done yet, waits
+   * until half of the batches in flight are (at least the oldest), so that
+   * this thread wakes once per several batches (SLOTS).
+   */
   async finish(): Promise<BatchResult> {
     if (this.inFlight === 0) throw new Error('no batch is in flight');
     const c = this.channel;
     const n = this.finished + 1;
-    const target = n * this.workers.length;
-    for (;;) {
-      if (this.failure) throw this.failure;
-      const completed = Atomics.load(c.control, COMPLETED);
-      if (completed >= target) break;
-      const wait = Atomics.waitAsync(c.control, COMPLETED, completed);
-      if (wait.async) await Promise.race([wait.value, this.failed]);
+    const W = this.workers.length;
+    if (this.failure) throw this.failure;
+    if (Atomics.load(c.control, COMPLETED) < n * W) {
+      const target = (this.finished + Math.max(1, Math.floor(this.inFlight / 2))) * W;
+      for (;;) {
+        if (this.failure) throw this.failure;
+        const completed = Atomics.load(c.control, COMPLETED);
+        if (completed >= target) break;
+        const wait = Atomics.waitAsync(c.control, COMPLETED, completed);
+        if (wait.async) await Promise.race([wait.value, this.failed]);
+      }
     }
     this.finished = n;
-    const slot = n % 2;
+    const slot = n % SLOTS;
     const S = this.options.grads.length;
-    const W = this.workers.length;
     let loss = 0;
     for (let s = 0; s < S; s++) loss += c.shardLoss[slot * S + s];
     let nodes = 0;

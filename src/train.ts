@@ -18,7 +18,7 @@ import { TreeTable } from './batch';
 import { evaluate, type Metrics } from './evaluate';
 import { Model, type LeafActivation } from './model';
 import { native, nativeDims } from './native';
-import { TrainingPool, type UpdateConfig } from './pool';
+import { SLOTS, TrainingPool, type UpdateConfig } from './pool';
 import { Random } from './random';
 import { removeStaleTemporaries, writeFileAtomic } from './files';
 import { decodeSafetensors, encodeSafetensors } from './safetensors';
@@ -41,8 +41,8 @@ export interface TrainOptions {
   epochs: number;
   /**
    * Stop once this many minutes of training have passed (summed over
-   * resumes), after the batch that was already posted then (the pool runs
-   * one batch ahead).
+   * resumes), after the batches that were already posted then (the pool
+   * runs up to SLOTS = 8 batches ahead, src/pool.ts).
    */
   maxMinutes?: number;
   learningRate: number;
@@ -322,17 +322,18 @@ export async function train(
       let epochNodes = 0;
       let epochSentences = 0;
       let epochSeconds = 0;
-      // The pool runs one batch ahead: batch b+1 is posted before batch b's
-      // result is awaited, so the workers go from one to the next without
-      // waiting for this thread. A stop (time, Ctrl-C) therefore takes effect
-      // after the batch in flight, which is then counted like any other.
+      // The pool runs up to SLOTS batches ahead: later batches are posted
+      // before batch b's result is awaited, so the workers go from one to the
+      // next without waiting for this thread. A stop (time, Ctrl-C) therefore
+      // takes effect after the batches in flight, which are then counted like
+      // any other.
       const drop = options.learningRateDrop;
       const learningRate = drop && state.epoch + 1 >= drop.epoch ? options.learningRate * drop.factor : options.learningRate;
       const treesIn = (b: number) => Math.min(options.batchSize, order.length - b * options.batchSize);
       let nextToPost = state.batch;
       let stopping: TrainResult['stoppedBy'] | undefined;
       const postAhead = () => {
-        while (!stopping && nextToPost < batches && pool.inFlight < 2) {
+        while (!stopping && nextToPost < batches && pool.inFlight < SLOTS) {
           const members = Int32Array.from(order.slice(nextToPost * options.batchSize, (nextToPost + 1) * options.batchSize));
           const shards = splitIntoShards(members, options.shards, treeNodes);
           const b = nextToPost;

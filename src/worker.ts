@@ -16,7 +16,7 @@
 import { workerData } from 'node:worker_threads';
 import { distinctSorted, TreeTable } from './batch';
 import { createWorkspace, native, weightGradientParts, type Schedule } from './native';
-import { aborted, barrier, COMPLETED, POSTED, READIED, updateShare, waitWhileEqual, type WorkerInit } from './pool';
+import { aborted, barrier, COMPLETED, POSTED, READIED, SLOTS, updateShare, waitWhileEqual, type WorkerInit } from './pool';
 
 const init = workerData as WorkerInit;
 const table = new TreeTable(init.table);
@@ -25,7 +25,7 @@ const { control, trees, shardStart, dropout, scale, learningRate, shardWords, sh
   init.channel;
 const S = init.grads.length;
 const W = init.workers;
-const maxTrees = trees.length / 2;
+const batchSize = trees.length / SLOTS;
 const stripe = Math.max(1, init.dims.vocab);
 const u = init.update;
 
@@ -45,11 +45,11 @@ function waitFor(index: number, value: number): boolean {
   }
 }
 
-// Batch n uses slot n mod 2 of the channel's per-batch arrays (src/pool.ts).
+// Batch n uses slot n mod SLOTS of the channel's per-batch arrays (src/pool.ts).
 for (let n = 1; ; n++) {
   // Posted, and every worker has applied its share of batch n − 1's update (the parameters are final).
   if (!waitFor(POSTED, n) || !waitFor(COMPLETED, (n - 1) * W)) break;
-  const slot = n % 2;
+  const slot = n % SLOTS;
   const start = (s: number) => shardStart[slot * (S + 1) + s];
 
   // Shard s belongs to worker s mod workers; the split does not change the arithmetic (src/pool.ts).
@@ -70,7 +70,7 @@ for (let n = 1; ; n++) {
     }
   }
   const compiled = mine.map((s) =>
-    table.compile(trees.subarray(slot * maxTrees + start(s), slot * maxTrees + start(s + 1)), { rootWeight: init.rootWeight }),
+    table.compile(trees.subarray(slot * batchSize + start(s), slot * batchSize + start(s + 1)), { rootWeight: init.rootWeight }),
   );
   const schedules: Schedule[] = compiled.map((schedule, i) => {
     const d = 2 * (slot * S + mine[i]);
