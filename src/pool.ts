@@ -408,17 +408,20 @@ export function waitWhileEqual(array: Int32Array, index: number, value: number, 
 
 /**
  * Worker `worker` of `workers`'s share of one update, as [start, end) pairs
- * and their λs: a contiguous slice of the dense groups, and a contiguous
- * slice of `rows` (the ascending distinct rows of L the batch touched). The
- * shares partition the update, and AdaGrad is element-wise, so the bytes do
- * not depend on how it is shared out.
+ * and their λs: a contiguous slice of the dense groups, and every
+ * `workers`-th of `rows` (the ascending distinct rows of L the batch
+ * touched). The shares partition the update, and AdaGrad is element-wise, so
+ * the bytes do not depend on how it is shared out. Rows are dealt out in turn
+ * rather than in two halves because ids follow first appearance in the
+ * training set: the high half is rare words, whose rows are cold in cache,
+ * and with halves the second worker's update took 1.3-1.7× the first's
+ * (instrumented workers, 3 epochs at 2 threads, three runs).
  */
 export function updateShare(config: UpdateConfig, rows: Int32Array, worker: number, workers: number): { ranges: Int32Array; lambdas: Float32Array } {
   const denseStart = config.dense[0]?.start ?? 0;
   const denseEnd = config.dense[config.dense.length - 1]?.end ?? 0;
   const slice = (n: number) => [Math.floor((worker * n) / workers), Math.floor(((worker + 1) * n) / workers)];
   const [from, to] = slice(denseEnd - denseStart).map((x) => x + denseStart);
-  const [rowFrom, rowTo] = slice(rows.length);
   const ranges: number[] = [];
   const lambdas: number[] = [];
   for (const g of config.dense) {
@@ -427,6 +430,6 @@ export function updateShare(config: UpdateConfig, rows: Int32Array, worker: numb
     if (start < end) ranges.push(start, end), lambdas.push(g.lambda);
   }
   const { offset, dim, lambda } = config.rows;
-  for (let i = rowFrom; i < rowTo; i++) ranges.push(offset + rows[i] * dim, offset + (rows[i] + 1) * dim), lambdas.push(lambda);
+  for (let i = worker; i < rows.length; i += workers) ranges.push(offset + rows[i] * dim, offset + (rows[i] + 1) * dim), lambdas.push(lambda);
   return { ranges: Int32Array.from(ranges), lambdas: Float32Array.from(lambdas) };
 }
