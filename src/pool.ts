@@ -420,16 +420,23 @@ export function waitWhileEqual(array: Int32Array, index: number, value: number, 
 export function updateShare(config: UpdateConfig, rows: Int32Array, worker: number, workers: number): { ranges: Int32Array; lambdas: Float32Array } {
   const denseStart = config.dense[0]?.start ?? 0;
   const denseEnd = config.dense[config.dense.length - 1]?.end ?? 0;
-  const slice = (n: number) => [Math.floor((worker * n) / workers), Math.floor(((worker + 1) * n) / workers)];
-  const [from, to] = slice(denseEnd - denseStart).map((x) => x + denseStart);
-  const ranges: number[] = [];
-  const lambdas: number[] = [];
+  const from = denseStart + Math.floor((worker * (denseEnd - denseStart)) / workers);
+  const to = denseStart + Math.floor(((worker + 1) * (denseEnd - denseStart)) / workers);
+  // Written straight into typed arrays: it runs once per batch in every worker (~4 µs; ~12 with arrays pushed to).
+  const most = config.dense.length + Math.ceil(rows.length / workers);
+  const ranges = new Int32Array(2 * most);
+  const lambdas = new Float32Array(most);
+  let n = 0;
   for (const g of config.dense) {
     const start = Math.max(g.start, from);
     const end = Math.min(g.end, to);
-    if (start < end) ranges.push(start, end), lambdas.push(g.lambda);
+    if (start < end) (ranges[2 * n] = start), (ranges[2 * n + 1] = end), (lambdas[n++] = g.lambda);
   }
   const { offset, dim, lambda } = config.rows;
-  for (let i = worker; i < rows.length; i += workers) ranges.push(offset + rows[i] * dim, offset + (rows[i] + 1) * dim), lambdas.push(lambda);
-  return { ranges: Int32Array.from(ranges), lambdas: Float32Array.from(lambdas) };
+  for (let i = worker; i < rows.length; i += workers) {
+    ranges[2 * n] = offset + rows[i] * dim;
+    ranges[2 * n + 1] = offset + (rows[i] + 1) * dim;
+    lambdas[n++] = lambda;
+  }
+  return { ranges: ranges.subarray(0, 2 * n), lambdas: lambdas.subarray(0, n) };
 }
