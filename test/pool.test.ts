@@ -7,10 +7,10 @@ import { encodeModel } from '../src/model-file';
 import { syntheticSplits } from '../src/synthetic';
 import { TreeTable } from '../src/batch';
 import { Model } from '../src/model';
-import { nativeDims } from '../src/native';
+import { createWorkspace, nativeDims } from '../src/native';
 import { TrainingPool, updateShare, type UpdateConfig } from '../src/pool';
 import { Vocabulary } from '../src/vocab';
-import { DEFAULT_TRAIN_OPTIONS, splitIntoShards, train, type TrainOptions } from '../src/train';
+import { DEFAULT_TRAIN_OPTIONS, splitIntoShards, train, updateConfig, type TrainOptions } from '../src/train';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rntn-pool-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -76,6 +76,63 @@ describe('multi-threaded training', () => {
     } finally {
       await p.close();
     }
+  });
+
+  it("applies one AdaGrad step to the shards' summed gradient, and only to the batch's rows of L", async () => {
+    const trees = data.train.slice(0, 8);
+    // A vocabulary from more trees than the batch's: most rows of L are not the batch's.
+    const vocab = Vocabulary.fromTrees(data.train.slice(0, 300));
+    const model = Model.create(vocab, { dim: 5, seed: 3 });
+    const dims = nativeDims(model);
+    const shared = (n: number) => new Float32Array(new SharedArrayBuffer(4 * n));
+    const params = shared(model.params.length);
+    params.set(model.params);
+    const history = shared(params.length);
+    const lambda = { V: 0.3, W: 1e-3, Ws: 1e-4, L: 1e-2 };
+    const update = updateConfig(model, lambda, { history, epsilon: 1e-3 });
+    const table = TreeTable.fromTrees(trees, vocab, { shared: true });
+    const shards = splitIntoShards(Int32Array.from(trees.keys()), 3);
+    const grads = shards.map(() => shared(params.length));
+    const pool = new TrainingPool({ threads: 2, params, grads, table: table.data, dims, update, batchSize: trees.length });
+    const lr = 0.05;
+    let result;
+    try {
+      pool.post(shards, { scale: 1 / trees.length, learningRate: lr });
+      result = await pool.finish();
+    } finally {
+      await pool.close();
+    }
+
+    // The same step computed here: each shard's gradient on its own, summed, then AdaGrad from a fresh history.
+    const ws = createWorkspace();
+    const sum = new Float64Array(params.length);
+    let loss = 0;
+    for (const shard of shards) {
+      const g = new Float32Array(params.length);
+      loss += ws.forwardBackward(model.params, g, dims, table.compile(shard));
+      g.forEach((x, i) => (sum[i] += x));
+    }
+    expect(result.loss).toBeCloseTo(loss, 3);
+    expect(result.gradientFinite).toBe(true);
+    const { offsets } = model.layout;
+    const rows = new Set(table.compile(Int32Array.from(trees.keys())).words);
+    expect(rows.size).toBeLessThan(vocab.size - 10);
+    const lambdaAt = (i: number) =>
+      i >= offsets.L ? lambda.L : i >= offsets.bs ? 0 : i >= offsets.Ws ? lambda.Ws : i >= offsets.b ? 0 : i >= offsets.W ? lambda.W : lambda.V;
+    let worst = 0;
+    for (let i = 0; i < params.length; i++) {
+      const touched = i < offsets.L || rows.has(Math.floor((i - offsets.L) / dims.dim));
+      if (!touched) {
+        expect(params[i], `untouched row ${Math.floor((i - offsets.L) / dims.dim)}`).toBe(model.params[i]);
+        expect(history[i]).toBe(0);
+        continue;
+      }
+      const v = sum[i] / trees.length + lambdaAt(i) * model.params[i];
+      worst = Math.max(worst, Math.abs(params[i] - (model.params[i] - (lr * v) / (Math.abs(v) + 1e-3))));
+      expect(Math.abs(history[i] - v * v), `history ${i}`).toBeLessThanOrEqual(1e-5 * v * v + 1e-12);
+    }
+    expect(worst).toBeLessThan(1e-6);
+    for (const g of grads) expect(g.every((x) => x === 0)).toBe(true);
   });
 
   it("shares each update out so that the workers' shares cover every index exactly once", () => {
