@@ -14,7 +14,7 @@
  * ahead.
  */
 import { workerData } from 'node:worker_threads';
-import { TreeTable } from './batch';
+import { distinctSorted, TreeTable } from './batch';
 import { createWorkspace, native, weightGradientParts, type Schedule } from './native';
 import { aborted, barrier, COMPLETED, POSTED, READIED, SLOTS, updateShare, waitWhileEqual, type WorkerInit } from './pool';
 
@@ -34,35 +34,6 @@ const u = init.update;
 const P = weightGradientParts();
 const owned = (t: number) => Math.floor(t / P) % W === init.worker;
 const claimOrder = Array.from({ length: S * P }, (_, t) => t).sort((a, b) => Number(owned(b)) - Number(owned(a)) || a - b);
-
-// The batch's touched rows of L: the union of the shards' word lists (each
-// ascending and distinct, TreeTable.compile), merged through two scratch
-// buffers. Sorting their concatenation (distinctSorted) took ~33 µs a batch
-// in every worker, the merge ~13 (2,000 batches of SST-like lists).
-const merged = [new Int32Array(stripe), new Int32Array(stripe)];
-function touchedRows(): Int32Array {
-  let [acc, next] = merged;
-  let n = 0;
-  for (let s = 0; s < S; s++) {
-    const base = s * stripe;
-    const count = shardWordCount[s];
-    let i = 0;
-    let j = 0;
-    let m = 0;
-    while (i < n && j < count) {
-      const x = acc[i];
-      const y = shardWords[base + j];
-      if (x < y) (next[m++] = x), i++;
-      else if (y < x) (next[m++] = y), j++;
-      else (next[m++] = x), i++, j++;
-    }
-    while (i < n) next[m++] = acc[i++];
-    while (j < count) next[m++] = shardWords[base + j++];
-    n = m;
-    [acc, next] = [next, acc];
-  }
-  return acc.subarray(0, n);
-}
 
 /** Blocks until control[index] ≥ value; false when the pool closed instead. */
 function waitFor(index: number, value: number): boolean {
@@ -167,7 +138,13 @@ for (let n = 1; ; n++) {
   for (let s = 0; s < S; s++) lossFinite &&= Number.isFinite(shardLoss[slot * S + s]);
   let finite = true;
   if (lossFinite) {
-    const { ranges, lambdas } = updateShare(u, touchedRows(), init.worker, W);
+    // The touched rows as the merge of the shards' sorted lists instead (its
+    // JavaScript took ~13 µs a batch instead of ~33) made 2-thread training
+    // slower, not faster: bench/compare-trainers.js, 8 rounds, median 0.896,
+    // 0 of 8 faster, the same bytes. Not understood; not kept.
+    const touched: number[] = [];
+    for (let s = 0; s < S; s++) for (const w of shardWords.subarray(s * stripe, s * stripe + shardWordCount[s])) touched.push(w);
+    const { ranges, lambdas } = updateShare(u, distinctSorted(touched), init.worker, W);
     finite = native().adagradStep(init.params, u.history, init.grads, ranges, lambdas, scale[slot], learningRate[slot], u.epsilon);
   }
   workerNodes[slot * W + init.worker] = nodes;
