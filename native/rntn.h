@@ -290,15 +290,18 @@ void prepareParameters(const Dims& k, const T* params, Workspace<T>& w) {
   const int d = k.d, d2 = 2 * k.d, rowsVW = d * d2 + d;
   const T* VW = params + Layout(k).V;
   T* VsWt = Workspace<T>::sized(w.VsWt, static_cast<size_t>(rowsVW) * d2);
-  // Column by column, so the writes are contiguous.
-  for (int j = 0; j < d2; j++) {
-    T* col = VsWt + static_cast<size_t>(j) * rowsVW;
-    for (int q = 0; q < d; q++) {
-      const T* Vk = VW + static_cast<size_t>(q) * d2 * d2;
-      for (int i = 0; i < d2; i++) col[q * d2 + i] = Vk[i * d2 + j] + Vk[j * d2 + i];
+  // Slice by slice, so that V[q] (2d × 2d) stays in L1 while its column reads
+  // stride through it; each write is a contiguous run of 2d values.
+  for (int q = 0; q < d; q++) {
+    const T* Vk = VW + static_cast<size_t>(q) * d2 * d2;
+    for (int j = 0; j < d2; j++) {
+      T* col = VsWt + static_cast<size_t>(j) * rowsVW + static_cast<size_t>(q) * d2;
+      for (int i = 0; i < d2; i++) col[i] = Vk[i * d2 + j] + Vk[j * d2 + i];
     }
-    const T* W = VW + static_cast<size_t>(d2) * d2 * d;  // row-major d × 2d, right after V
-    for (int q = 0; q < d; q++) col[d * d2 + q] = W[q * d2 + j];
+  }
+  const T* W = VW + static_cast<size_t>(d2) * d2 * d;  // row-major d × 2d, right after V
+  for (int j = 0; j < d2; j++) {
+    for (int q = 0; q < d; q++) VsWt[static_cast<size_t>(j) * rowsVW + d * d2 + q] = W[q * d2 + j];
   }
 }
 
