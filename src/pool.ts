@@ -170,7 +170,6 @@ const SPIN_MS = 2;
 export class TrainingPool {
   private readonly workers: Worker[];
   private readonly channel: BatchChannel;
-  private readonly maxTrees: number;
   private readonly batchSize: number;
   private posted = 0;
   private finished = 0;
@@ -200,8 +199,8 @@ export class TrainingPool {
     const int32 = (n: number) => new Int32Array(new SharedArrayBuffer(4 * Math.max(1, n)));
     const float64 = (n: number) => new Float64Array(new SharedArrayBuffer(8 * Math.max(1, n)));
     // A batch holds each tree of the table at most once.
-    this.maxTrees = Math.max(0, (options.table.treeStart?.length ?? 1) - 1);
-    this.batchSize = Math.min(this.maxTrees, options.batchSize ?? this.maxTrees);
+    const maxTrees = Math.max(0, (options.table.treeStart?.length ?? 1) - 1);
+    this.batchSize = Math.min(maxTrees, options.batchSize ?? maxTrees);
     // A shard may be a whole batch: each deferred buffer fits the batchSize largest trees.
     const deferredSize = weightGradientInputSize(options.dims.dim, mostInternalNodes(options.table, this.batchSize));
     const deferred = Array.from({ length: shards }, () => new Float32Array(new SharedArrayBuffer(4 * Math.max(1, deferredSize))));
