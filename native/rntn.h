@@ -144,7 +144,7 @@ inline void axpy(T* y, T a, const T* x, int n) {
 // Multiply-adds up to which OpenBLAS (0.3.21, SkylakeX kernels: this
 // project's machines) multiplies without packing its operands, and faster
 // than with packing for this model's shapes: in isolation, the forward
-// product [Vsf; W]·c of a level of B = 16-112 nodes ran at 54-95 GFLOP/s as
+// product [Vsf; W]·c of a level of B = 16-112 nodes ran at 52-100 GFLOP/s as
 // one GEMM and at 98-108 split into row chunks within this size; the weight
 // gradient's NT product at 60-70 GFLOP/s over ~120 nodes, ~100 over 32-48.
 // Elsewhere it is only a chunk size: results stay correct and deterministic.
