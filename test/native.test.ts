@@ -81,7 +81,7 @@ describe('wide schedules at d = 25', () => {
   // Levels of 16 or more nodes run the forward product in row chunks, and
   // more than ~48 internal nodes take several weight-gradient windows
   // (rntn.h, forwardProduct and kWeightGradientWindowBytes): a batch must
-  // give what its trees give one at a time, where neither happens.
+  // give what its trees give one at a time (narrower levels, one window).
   const words = ['*UNK*', 'good', 'bad', 'not', 'plot'];
   const wide = new Vocabulary(words);
   const big = Model.create(wide, { dim: 25, seed: 2 });
