@@ -15,8 +15,9 @@
 // - "independent streams": N worker threads each run the pool's forward+
 //   backward work for a whole epoch (SST train shuffled into batches and
 //   split into shards as the trainer does it, one native call per batch)
-//   with no synchronisation, no update and nothing shared; their combined rate over one stream's is the speed-up
-//   these cores give this work at all, the ceiling for the pool's;
+//   with no synchronisation, no update and nothing shared; their combined
+//   rate over one stream's is the speed-up these cores give this work at
+//   all, the ceiling for the pool's;
 // - the hypervisor's steal: the share of CPU time /proc/stat counts as stolen
 //   while a configuration trained (Linux only).
 //

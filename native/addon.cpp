@@ -69,11 +69,15 @@ Span<const int32_t> int32Arg(const Napi::Value& v, const std::string& name) {
   return {s.data, s.length};
 }
 
+// Whether x is an integer in [lo, hi] (never for NaN): how every count, size
+// and index the addon is handed as a number is checked.
+bool isIntegerIn(double x, double lo, double hi) { return x >= lo && x <= hi && x == std::floor(x); }
+
 int intProperty(const Napi::Object& o, const char* key, int lo, int hi) {
   Napi::Value v = o.Get(key);
   if (!v.IsNumber()) throwType(o.Env(), std::string("dims.") + key + " must be a number");
   double x = v.As<Napi::Number>().DoubleValue();
-  if (!(x >= lo && x <= hi) || x != std::floor(x)) {
+  if (!isIntegerIn(x, lo, hi)) {
     throwRange(o.Env(), std::string("dims.") + key + " must be an integer in [" + std::to_string(lo) + ", " +
                             std::to_string(hi) + "], got " + v.ToString().Utf8Value());
   }
@@ -197,7 +201,7 @@ ScheduleCopy scheduleArg(const Napi::Value& v, const Dims& k) {
     if (!rate.IsNumber() || !seed.IsNumber()) throwType(env, "schedule.dropout.rate and .seed must be numbers");
     const double r = rate.As<Napi::Number>().DoubleValue(), sd = seed.As<Napi::Number>().DoubleValue();
     if (!(r >= 0 && r < 1)) throwRange(env, "schedule.dropout.rate must be in [0, 1), got " + std::to_string(r));
-    if (!(sd >= 0 && sd <= 9007199254740991.0) || sd != std::floor(sd)) throwRange(env, "schedule.dropout.seed must be an integer in [0, 2^53)");
+    if (!isIntegerIn(sd, 0, 9007199254740991.0)) throwRange(env, "schedule.dropout.seed must be an integer in [0, 2^53)");
     c.dropoutRate = r;
     c.dropoutSeed = static_cast<uint64_t>(sd);
   }
@@ -329,12 +333,12 @@ class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
     const Dims k = dimsArg(info[3]);
     if (!info[4].IsNumber()) throwType(env, "part must be a number");
     const double part = info[4].As<Napi::Number>().DoubleValue();
-    if (!(part >= 0 && part < rntn::kWeightGradientParts) || part != std::floor(part)) {
+    if (!isIntegerIn(part, 0, rntn::kWeightGradientParts - 1)) {
       throwRange(env, "part must be an integer in [0, " + std::to_string(rntn::kWeightGradientParts) + "), got " + info[4].ToString().Utf8Value());
     }
     if (!info[1].IsNumber()) throwType(env, "internal must be a number");
     const double internal = info[1].As<Napi::Number>().DoubleValue();
-    if (!(internal >= 0 && internal <= std::numeric_limits<int32_t>::max()) || internal != std::floor(internal)) {
+    if (!isIntegerIn(internal, 0, std::numeric_limits<int32_t>::max())) {
       throwRange(env, "internal must be a non-negative integer, got " + info[1].ToString().Utf8Value());
     }
     Napi::TypedArray inputsArray = typedArrayArg(info[0], "inputs"), gradArray = typedArrayArg(info[2], "grad");
@@ -457,6 +461,7 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
     DefineAddon(exports, {
                              InstanceValue("Workspace", WorkspaceWrap::Define(env)),
                              InstanceValue("weightGradientParts", Napi::Number::New(env, rntn::kWeightGradientParts)),
+                             InstanceMethod<&RntnAddon::WeightGradientInputSize>("weightGradientInputSize"),
                              InstanceMethod<&RntnAddon::BlasInfo>("blasInfo"),
                              InstanceMethod<&RntnAddon::BlasThreads>("blasThreads"),
                              InstanceMethod<&RntnAddon::AdaGradStep>("adagradStep"),
@@ -485,10 +490,22 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
     if (info.Length() == 1) {
       if (!info[0].IsNumber()) throwType(env, "blasThreads(n): n must be a number");
       const double n = info[0].As<Napi::Number>().DoubleValue();
-      if (!(n >= 1 && n <= 1024) || n != std::floor(n)) throwRange(env, "blasThreads(n): n must be an integer in [1, 1024]");
+      if (!isIntegerIn(n, 1, 1024)) throwRange(env, "blasThreads(n): n must be an integer in [1, 1024]");
       openblas_set_num_threads(static_cast<int>(n));
     }
     return Napi::Number::New(env, openblas_get_num_threads());
+  }
+
+  // weightGradientInputSize(dim, internal) → values a schedule with `internal`
+  // internal nodes writes into its deferTo buffer (rntn.h): the training pool
+  // sizes its shared buffers with it.
+  Napi::Value WeightGradientInputSize(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsNumber()) throwType(env, "weightGradientInputSize(dim, internal) takes two numbers");
+    const double dim = info[0].As<Napi::Number>().DoubleValue(), internal = info[1].As<Napi::Number>().DoubleValue();
+    if (!isIntegerIn(dim, 1, kMaxDim)) throwRange(env, "dim must be an integer in [1, " + std::to_string(kMaxDim) + "]");
+    if (!isIntegerIn(internal, 0, std::numeric_limits<int32_t>::max())) throwRange(env, "internal must be a non-negative integer");
+    return Napi::Number::New(env, static_cast<double>(rntn::weightGradientInputSize(static_cast<int>(dim), static_cast<int>(internal))));
   }
 
   // adagradStep(params, history, grads[], ranges, lambdas, scale, lr, eps) → finite?
@@ -562,8 +579,8 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
     Napi::Env env = info.Env();
     if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsNumber()) throwType(env, "sgemmRate(n, repetitions) takes two numbers");
     const double nd = info[0].As<Napi::Number>().DoubleValue(), rd = info[1].As<Napi::Number>().DoubleValue();
-    if (!(nd >= 1 && nd <= 8192) || nd != std::floor(nd)) throwRange(env, "n must be an integer in [1, 8192]");
-    if (!(rd >= 1 && rd <= 1000) || rd != std::floor(rd)) throwRange(env, "repetitions must be an integer in [1, 1000]");
+    if (!isIntegerIn(nd, 1, 8192)) throwRange(env, "n must be an integer in [1, 8192]");
+    if (!isIntegerIn(rd, 1, 1000)) throwRange(env, "repetitions must be an integer in [1, 1000]");
     const int n = static_cast<int>(nd), reps = static_cast<int>(rd);
     std::vector<float> a(static_cast<size_t>(n) * n), b(a.size()), c(a.size());
     for (size_t i = 0; i < a.size(); i++) {

@@ -73,6 +73,7 @@ interface Addon {
   Workspace: new () => NativeWorkspace;
   /** How many parts NativeWorkspace.weightGradient splits a schedule's weight gradient into. */
   weightGradientParts: number;
+  weightGradientInputSize(dim: number, internal: number): number;
   blasInfo(): { corename: string; config: string; threads: number };
   blasThreads(n?: number): number;
   adagradStep(params: Float32Array, history: Float32Array, grads: Float32Array[], ranges: Int32Array, lambdas: Float32Array, scale: number, lr: number, eps: number): boolean;
@@ -222,5 +223,5 @@ export function weightGradientParts(): number {
 
 /** Values a schedule with `internal` internal nodes writes into its `deferTo` buffer (rntn.h, weightGradientInputSize). */
 export function weightGradientInputSize(dim: number, internal: number): number {
-  return 3 * dim * internal;
+  return native().weightGradientInputSize(dim, internal);
 }

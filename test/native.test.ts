@@ -3,7 +3,7 @@ import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import { compileBatch } from '../src/batch';
 import { Model } from '../src/model';
-import { blasInfo, chooseCoretype, createWorkspace, native, nativeDims, weightGradientParts, type Schedule } from '../src/native';
+import { blasInfo, chooseCoretype, createWorkspace, native, nativeDims, weightGradientInputSize, weightGradientParts, type Schedule } from '../src/native';
 import { parseTrees } from '../src/tree';
 import { randomTrees } from '../src/synthetic';
 import { Vocabulary } from '../src/vocab';
@@ -205,6 +205,8 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
     ['probs of the wrong length', () => ws.forward(model.params, dims, schedule(), new Float32Array(3)), /probs has 3 values/],
     ['sgemmRate with a bad size', () => native().sgemmRate(-1, 1), /n must be an integer/],
     ['blasThreads with a bad count', () => native().blasThreads(0), /n must be an integer in \[1, 1024\]/],
+    ['weightGradientInputSize with dim 0', () => native().weightGradientInputSize(0, 1), /dim must be an integer in \[1, 512\]/],
+    ['weightGradientInputSize with a fractional node count', () => native().weightGradientInputSize(4, 1.5), /internal must be a non-negative integer/],
     ['shards: grads and schedules of different lengths', () => ws.forwardBackwardShards(model.params, [grad()], dims, []), /same length/],
     ['shards: a float64 gradient', () => ws.forwardBackwardShards(model.params, [new Float64Array(model.params.length) as any], dims, [schedule()]), /grads\[0\] must be a Float32Array/],
     ['shards: two shards sharing a gradient buffer', () => {
@@ -379,7 +381,9 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
     const whole = grad();
     const loss = ws.forwardBackward(model.params, whole, dims, schedule());
     const partial = grad();
-    const inputs = new Float32Array(24);
+    // The schedule has 2 internal nodes: 3·d values each.
+    expect(weightGradientInputSize(dims.dim, 2)).toBe(24);
+    const inputs = new Float32Array(weightGradientInputSize(dims.dim, 2));
     expect(ws.forwardBackwardShards(model.params, [partial], dims, [schedule()], [inputs])).toEqual([loss]);
     const { V, W } = model.layout.offsets;
     // Deferred: nothing of ∂V and ∂W yet, everything else already there.

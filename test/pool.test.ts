@@ -176,7 +176,7 @@ describe('multi-threaded training', () => {
         const { TrainingPool } = require(${JSON.stringify(path.resolve(__dirname, '../lib/pool.js'))});
         const shared = (n) => new Float32Array(new SharedArrayBuffer(4 * n));
         const update = { history: shared(4), epsilon: 1e-3, dense: [], rows: { offset: 0, dim: 1, lambda: 0 } };
-        const pool = new TrainingPool({ threads: 2, params: shared(4), grads: [shared(4), shared(4)], table: { treeStart: new Int32Array(3) }, dims: { vocab: 4 }, update, workerScript: ${JSON.stringify(worker)} });
+        const pool = new TrainingPool({ threads: 2, params: shared(4), grads: [shared(4), shared(4)], table: { treeStart: Int32Array.of(0, 1, 2) }, dims: { dim: 1, vocab: 4 }, update, workerScript: ${JSON.stringify(worker)} });
         pool.post([Int32Array.of(0), Int32Array.of(1)], { scale: 1, learningRate: 0.1 });
         pool.finish().then(
           () => { console.log('resolved'); },
