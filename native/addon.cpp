@@ -118,10 +118,17 @@ struct ScheduleCopy {
   }
 };
 
+// Element by element, each a single 32-bit load: another thread may be
+// writing the array (a SharedArrayBuffer), and a byte-wise memmove (ASan's
+// interceptor does one) could then read half of an old value and half of a
+// new one, a number neither thread wrote.
 template <typename T>
 std::vector<T> copyOf(Napi::Env env, const Span<const T>& s) {
+  static_assert(sizeof(T) == 4, "schedule arrays hold 32-bit values");
   try {
-    return std::vector<T>(s.data, s.data + s.length);
+    std::vector<T> out(s.length);
+    for (size_t i = 0; i < s.length; i++) __atomic_load(&s.data[i], &out[i], __ATOMIC_RELAXED);
+    return out;
   } catch (const std::bad_alloc&) {
     throw Napi::Error::New(env, "out of memory copying a schedule of " + std::to_string(s.length) + " entries");
   }
