@@ -236,6 +236,17 @@ bool overlaps(const void* a, size_t aBytes, const void* b, size_t bBytes) {
   return aBytes && bBytes && pa < pb + bBytes && pb < pa + aBytes;
 }
 
+// A buffer for the prepared parameters of dims k (rntn.h, preparedSize).
+Span<float> preparedArg(Napi::Env env, const Napi::Value& v, const Dims& k) {
+  Napi::TypedArray a = typedArrayArg(v, "prepared");
+  if (a.TypedArrayType() != napi_float32_array) throwType(env, "prepared must be a Float32Array");
+  Span<float> span = spanOf<float>(a);
+  if (span.length != rntn::preparedSize(k.d)) {
+    throwRange(env, "prepared has " + std::to_string(span.length) + " values, dims need " + std::to_string(rntn::preparedSize(k.d)));
+  }
+  return span;
+}
+
 class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -258,19 +269,24 @@ class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
     return Run(info, info[0], info[1], info[2], info[3], Napi::Value());
   }
 
-  // forwardBackwardShards(params, grads[], dims, schedules[], deferTo[]?) → losses[]:
+  // forwardBackwardShards(params, grads[], dims, schedules[], deferTo[]?, prepared?) → losses[]:
   // schedule i's gradient is added to grads[i]. The parameters are prepared
   // once for all of them (a worker's shards of one minibatch share the
-  // parameters). With deferTo, ∂V and ∂W are left out and schedule i's
-  // weight-gradient inputs are written into deferTo[i] instead, for
-  // weightGradient to finish (on any thread).
+  // parameters), or not at all when `prepared` holds them already
+  // (prepareParameters below; keeping it current is the caller's part).
+  // With deferTo, ∂V and ∂W are left out and schedule i's weight-gradient
+  // inputs are written into deferTo[i] instead, for weightGradient to finish
+  // (on any thread).
   Napi::Value ForwardBackwardShards(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() != 4 && info.Length() != 5) throwType(env, "forwardBackwardShards(params, grads, dims, schedules, deferTo?) takes 4 or 5 arguments");
+    if (info.Length() < 4 || info.Length() > 6) {
+      throwType(env, "forwardBackwardShards(params, grads, dims, schedules, deferTo?, prepared?) takes 4 to 6 arguments");
+    }
     Napi::TypedArray params = typedArrayArg(info[0], "params");
     if (params.TypedArrayType() != napi_float32_array) throwType(env, "forwardBackwardShards: params must be a Float32Array");
     if (!info[1].IsArray() || !info[3].IsArray()) throwType(env, "grads and schedules must be arrays");
-    const bool defer = info.Length() == 5 && !info[4].IsUndefined();
+    const bool defer = info.Length() >= 5 && !info[4].IsUndefined();
+    const bool hasPrepared = info.Length() == 6 && !info[5].IsUndefined();
     if (defer && !info[4].IsArray()) throwType(env, "deferTo must be an array");
     Napi::Array grads = info[1].As<Napi::Array>(), schedules = info[3].As<Napi::Array>();
     if (grads.Length() != schedules.Length()) throwRange(env, "grads and schedules must have the same length");
@@ -315,11 +331,18 @@ class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
         ds.push_back(writable(deferValues[i], "deferTo[" + std::to_string(i) + "]", rntn::weightGradientInputSize(k.d, internal), false));
       }
     }
+    const float* prepared = nullptr;
+    if (hasPrepared) {
+      Span<float> given = preparedArg(env, info[5], k);
+      for (const Span<float>& out : written)
+        if (overlaps(out.data, out.length * 4, given.data, given.length * 4)) throwRange(env, "prepared shares memory with an output");
+      prepared = given.data;
+    }
     std::vector<double> results(ss.size());
     try {
-      if (!ss.empty()) rntn::prepareParameters<float>(k, p.data, f32_);
+      if (!ss.empty() && !prepared) prepared = rntn::prepareParameters<float>(k, p.data, f32_);
       for (size_t i = 0; i < ss.size(); i++) {
-        results[i] = rntn::forwardBackwardPrepared<float>(k, p.data, gs[i], nullptr, ss[i].view(), f32_, defer ? ds[i] : nullptr);
+        results[i] = rntn::forwardBackwardPrepared<float>(k, p.data, prepared, gs[i], nullptr, ss[i].view(), f32_, defer ? ds[i] : nullptr);
       }
     } catch (const std::bad_alloc&) {
       throw Napi::Error::New(env, "out of memory for the native workspace");
@@ -469,6 +492,8 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
                              InstanceValue("Workspace", WorkspaceWrap::Define(env)),
                              InstanceValue("weightGradientParts", Napi::Number::New(env, rntn::kWeightGradientParts)),
                              InstanceMethod<&RntnAddon::WeightGradientInputSize>("weightGradientInputSize"),
+                             InstanceMethod<&RntnAddon::PreparedSize>("preparedSize"),
+                             InstanceMethod<&RntnAddon::PrepareParameters>("prepareParameters"),
                              InstanceMethod<&RntnAddon::BlasInfo>("blasInfo"),
                              InstanceMethod<&RntnAddon::BlasThreads>("blasThreads"),
                              InstanceMethod<&RntnAddon::AdaGradStep>("adagradStep"),
@@ -513,6 +538,41 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
     if (!isIntegerIn(dim, 1, kMaxDim)) throwRange(env, "dim must be an integer in [1, " + std::to_string(kMaxDim) + "]");
     if (!isIntegerIn(internal, 0, std::numeric_limits<int32_t>::max())) throwRange(env, "internal must be a non-negative integer");
     return Napi::Number::New(env, static_cast<double>(rntn::weightGradientInputSize(static_cast<int>(dim), static_cast<int>(internal))));
+  }
+
+  // preparedSize(dim) → values of the prepared parameters (rntn.h): the
+  // training pool sizes its shared buffer for them with it.
+  Napi::Value PreparedSize(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 1 || !info[0].IsNumber()) throwType(env, "preparedSize(dim) takes one number");
+    const double dim = info[0].As<Napi::Number>().DoubleValue();
+    if (!isIntegerIn(dim, 1, kMaxDim)) throwRange(env, "dim must be an integer in [1, " + std::to_string(kMaxDim) + "]");
+    return Napi::Number::New(env, static_cast<double>(rntn::preparedSize(static_cast<int>(dim))));
+  }
+
+  // prepareParameters(params, dims, prepared, first, end): units [first, end)
+  // of the prepared parameters (unit q < dim: from V[q]; unit dim: from W)
+  // into `prepared`, for forwardBackwardShards.
+  Napi::Value PrepareParameters(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 5) throwType(env, "prepareParameters(params, dims, prepared, first, end) takes 5 arguments");
+    const Dims k = dimsArg(info[1]);
+    const int units = rntn::preparedUnits(k.d);
+    double range[2];
+    for (int i = 0; i < 2; i++) {
+      if (!info[3 + i].IsNumber()) throwType(env, "first and end must be numbers");
+      range[i] = info[3 + i].As<Napi::Number>().DoubleValue();
+      if (!isIntegerIn(range[i], 0, units)) throwRange(env, "first and end must be integers in [0, " + std::to_string(units) + "]");
+    }
+    if (range[0] > range[1]) throwRange(env, "first must not be after end");
+    Napi::TypedArray paramsArray = typedArrayArg(info[0], "params");
+    if (paramsArray.TypedArrayType() != napi_float32_array) throwType(env, "prepareParameters: params must be a Float32Array");
+    Span<float> params = spanOf<float>(paramsArray);
+    if (params.length != Layout(k).size) throwRange(env, "params has " + std::to_string(params.length) + " values, dims need " + std::to_string(Layout(k).size));
+    Span<float> prepared = preparedArg(env, info[2], k);
+    if (overlaps(params.data, params.length * 4, prepared.data, prepared.length * 4)) throwRange(env, "params and prepared must not share memory");
+    rntn::prepareParameters<float>(k, params.data, prepared.data, static_cast<int>(range[0]), static_cast<int>(range[1]));
+    return env.Undefined();
   }
 
   // adagradStep(params, history, grads[], ranges, lambdas, scale, lr, eps) → finite?

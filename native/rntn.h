@@ -279,30 +279,47 @@ inline void levelTensorError(int d, int B, const T* tz, const T* delta, T* e) {
   }
 }
 
-// [Vsf; W] with Vs[k] = V[k] + V[k]ᵀ into w.VsWt, from the current
-// parameters: once per parameter update, before any schedule runs on them
-// (a worker running several shards of a minibatch builds it once). Stored
+// The prepared parameters: [Vsf; W] with Vs[k] = V[k] + V[k]ᵀ, stored
 // transposed (column-major (2d²+d) × 2d) so the forward GEMM is a plain NN
 // product: OpenBLAS runs that 3-9× faster than the transposed one on narrow
-// levels (2-14 nodes), which are most levels.
+// levels (2-14 nodes), which are most levels. Built once per parameter
+// update, before any schedule runs on the new parameters.
+inline size_t preparedSize(int d) { return static_cast<size_t>(2 * d * d + d) * 2 * d; }
+
+// The prepared parameters are built in d + 1 units: unit q < d is Vs[q]'s
+// rows, read from V[q] alone; unit d is W's rows, read from W alone. So the
+// training pool's workers, each updating a whole number of units, build the
+// units they have just updated and nothing else (src/pool.ts, denseShare).
+inline int preparedUnits(int d) { return d + 1; }
+
+// Units [first, end) of the prepared parameters into `VsWt` (preparedSize(d) values).
 template <typename T>
-void prepareParameters(const Dims& k, const T* params, Workspace<T>& w) {
+void prepareParameters(const Dims& k, const T* params, T* VsWt, int first, int end) {
   const int d = k.d, d2 = 2 * k.d, rowsVW = d * d2 + d;
   const T* VW = params + Layout(k).V;
-  T* VsWt = Workspace<T>::sized(w.VsWt, static_cast<size_t>(rowsVW) * d2);
   // Slice by slice, so that V[q] (2d × 2d) stays in L1 while its column reads
   // stride through it; each write is a contiguous run of 2d values.
-  for (int q = 0; q < d; q++) {
+  for (int q = first; q < std::min(end, d); q++) {
     const T* Vk = VW + static_cast<size_t>(q) * d2 * d2;
     for (int j = 0; j < d2; j++) {
       T* col = VsWt + static_cast<size_t>(j) * rowsVW + static_cast<size_t>(q) * d2;
       for (int i = 0; i < d2; i++) col[i] = Vk[i * d2 + j] + Vk[j * d2 + i];
     }
   }
-  const T* W = VW + static_cast<size_t>(d2) * d2 * d;  // row-major d × 2d, right after V
-  for (int j = 0; j < d2; j++) {
-    for (int q = 0; q < d; q++) VsWt[static_cast<size_t>(j) * rowsVW + d * d2 + q] = W[q * d2 + j];
+  if (first <= d && d < end) {
+    const T* W = VW + static_cast<size_t>(d2) * d2 * d;  // row-major d × 2d, right after V
+    for (int j = 0; j < d2; j++) {
+      for (int q = 0; q < d; q++) VsWt[static_cast<size_t>(j) * rowsVW + d * d2 + q] = W[q * d2 + j];
+    }
   }
+}
+
+// All of them into the workspace's own buffer (w.VsWt); returns it.
+template <typename T>
+const T* prepareParameters(const Dims& k, const T* params, Workspace<T>& w) {
+  T* VsWt = Workspace<T>::sized(w.VsWt, preparedSize(k.d));
+  prepareParameters(k, params, VsWt, 0, preparedUnits(k.d));
+  return VsWt;
 }
 
 // What the weight gradient of a schedule's internal nodes is computed from:
@@ -339,16 +356,16 @@ void weightGradient(const Dims& k, int internal, const T* inputs, T* grad, Works
   unpackWeightGradient(d, band, static_cast<const T*>(dU), grad + at.V, grad + at.W);
 }
 
-// Forward pass over `s`; returns the summed loss −log y[label] of every
+// Forward pass over `s` with the parameters `params` and their prepared form
+// `VsWt` (prepareParameters); returns the summed loss −log y[label] of every
 // labelled node. When `probs` is given it receives the C class probabilities
 // of every node (column n = node n). When `grad` is given, the gradient of
 // that loss (unregularised) is *added* to it, same layout as `params`.
 // With `deferred` (weightGradientInputSize(d, internal nodes of s) values),
 // ∂V and ∂W are left out of grad and the inputs of weightGradient are
 // written there instead, for the caller to complete grad with.
-// prepareParameters(k, params, w) must have run since params last changed.
 template <typename T>
-double forwardBackwardPrepared(const Dims& k, const T* params, T* grad, T* probs, const Schedule& s, Workspace<T>& w,
+double forwardBackwardPrepared(const Dims& k, const T* params, const T* VsWt, T* grad, T* probs, const Schedule& s, Workspace<T>& w,
                                T* deferred = nullptr) {
   const int d = k.d, d2 = 2 * k.d, C = k.classes, N = s.nodes;
   const int rowsVW = d * d2 + d;  // rows of [Vf; W]: 2d² + d
@@ -373,7 +390,6 @@ double forwardBackwardPrepared(const Dims& k, const T* params, T* grad, T* probs
   // The error pass reuses every node's Vs·c, so with a gradient TZ keeps them all.
   const bool keepTZ = grad != nullptr;
   T* TZ = Workspace<T>::sized(w.TZ, static_cast<size_t>(rowsVW) * (keepTZ ? nInternal : widest));
-  const T* VsWt = w.VsWt.data();
   const T* W = VW + static_cast<size_t>(d2) * d2 * d;  // row-major d × 2d, right after V
 
   // Leaves: x = L[word] (or tanh of it).
@@ -497,8 +513,7 @@ double forwardBackwardPrepared(const Dims& k, const T* params, T* grad, T* probs
 // forwardBackwardPrepared on freshly prepared parameters.
 template <typename T>
 double forwardBackward(const Dims& k, const T* params, T* grad, T* probs, const Schedule& s, Workspace<T>& w) {
-  prepareParameters(k, params, w);
-  return forwardBackwardPrepared(k, params, grad, probs, s, w);
+  return forwardBackwardPrepared(k, params, prepareParameters(k, params, w), grad, probs, s, w);
 }
 
 }  // namespace rntn

@@ -56,8 +56,19 @@ export interface NativeWorkspace {
    * computed from (3·dim values per internal node: {@link weightGradientInputSize})
    * is written into deferTo[i], so that {@link weightGradient} can finish
    * grads[i] later, on any thread, with the same bytes.
+   *
+   * With `prepared`, the parameters are not prepared at all: `prepared` must
+   * hold what {@link Addon.prepareParameters} builds from `params` as they
+   * are now (the training pool keeps one such buffer for all its workers).
    */
-  forwardBackwardShards(params: Float32Array, grads: Float32Array[], dims: NativeDims, schedules: Schedule[], deferTo?: Float32Array[]): number[];
+  forwardBackwardShards(
+    params: Float32Array,
+    grads: Float32Array[],
+    dims: NativeDims,
+    schedules: Schedule[],
+    deferTo?: Float32Array[],
+    prepared?: Float32Array,
+  ): number[];
   /**
    * Adds part `part` of ∂V and ∂W to `grad` from a schedule's deferred inputs
    * (`internal` = its internal nodes). The parts, 0 to the addon's
@@ -74,6 +85,14 @@ interface Addon {
   /** How many parts NativeWorkspace.weightGradient splits a schedule's weight gradient into. */
   weightGradientParts: number;
   weightGradientInputSize(dim: number, internal: number): number;
+  /** Values of the prepared parameters ([Vs; W] transposed, rntn.h) of a model of hidden size `dim`. */
+  preparedSize(dim: number): number;
+  /**
+   * Builds units [first, end) of the prepared parameters from `params` into
+   * `prepared` (preparedSize(dim) values). Unit q < dim comes from V[q]
+   * alone, unit dim from W alone: whoever updates a unit can rebuild it.
+   */
+  prepareParameters(params: Float32Array, dims: NativeDims, prepared: Float32Array, first: number, end: number): void;
   blasInfo(): { corename: string; config: string; threads: number };
   blasThreads(n?: number): number;
   adagradStep(params: Float32Array, history: Float32Array, grads: Float32Array[], ranges: Int32Array, lambdas: Float32Array, scale: number, lr: number, eps: number): boolean;

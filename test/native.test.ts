@@ -11,6 +11,7 @@ import { Vocabulary } from '../src/vocab';
 const vocab = new Vocabulary(['*UNK*', 'good', 'bad']);
 const model = Model.create(vocab, { dim: 4, seed: 1 });
 const dims = nativeDims(model);
+const prepared = () => new Float32Array(native().preparedSize(dims.dim));
 const trees = parseTrees('(3 (2 (3 good) (1 bad)) (4 good))\n(1 bad)');
 const batch = compileBatch(trees, vocab);
 const schedule = (): Schedule => ({
@@ -207,6 +208,19 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
     ['blasThreads with a bad count', () => native().blasThreads(0), /n must be an integer in \[1, 1024\]/],
     ['weightGradientInputSize with dim 0', () => native().weightGradientInputSize(0, 1), /dim must be an integer in \[1, 512\]/],
     ['weightGradientInputSize with a fractional node count', () => native().weightGradientInputSize(4, 1.5), /internal must be a non-negative integer/],
+    ['preparedSize with dim 0', () => native().preparedSize(0), /dim must be an integer in \[1, 512\]/],
+    ['prepareParameters: a unit past the last', () => native().prepareParameters(model.params, dims, prepared(), 0, dims.dim + 2), /first and end must be integers in \[0, 5\]/],
+    ['prepareParameters: first after end', () => native().prepareParameters(model.params, dims, prepared(), 3, 2), /first must not be after end/],
+    ['prepareParameters: a fractional unit', () => native().prepareParameters(model.params, dims, prepared(), 0.5, 2), /must be integers/],
+    ['prepareParameters: prepared of the wrong length', () => native().prepareParameters(model.params, dims, new Float32Array(3), 0, 1), /prepared has 3 values, dims need 288/],
+    ['prepareParameters: params too short', () => native().prepareParameters(model.params.subarray(1), dims, prepared(), 0, 1), /params has \d+ values, dims need/],
+    ['prepareParameters: prepared inside params', () => native().prepareParameters(model.params, dims, model.params.subarray(0, 288), 0, 1), /params and prepared must not share memory/],
+    ['shards: prepared of the wrong length', () => ws.forwardBackwardShards(model.params, [grad()], dims, [schedule()], undefined, new Float32Array(287)), /prepared has 287 values/],
+    ['shards: prepared a Float64Array', () => ws.forwardBackwardShards(model.params, [grad()], dims, [schedule()], undefined, new Float64Array(288) as any), /prepared must be a Float32Array/],
+    ['shards: prepared inside a gradient', () => {
+      const g = grad();
+      return ws.forwardBackwardShards(model.params, [g], dims, [schedule()], undefined, g.subarray(0, 288));
+    }, /prepared shares memory with an output/],
     ['shards: grads and schedules of different lengths', () => ws.forwardBackwardShards(model.params, [grad()], dims, []), /same length/],
     ['shards: a float64 gradient', () => ws.forwardBackwardShards(model.params, [new Float64Array(model.params.length) as any], dims, [schedule()]), /grads\[0\] must be a Float32Array/],
     ['shards: two shards sharing a gradient buffer', () => {
@@ -375,6 +389,26 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
     expect(losses).toEqual([loss, loss]);
     expect(Array.from(a)).toEqual(Array.from(single));
     expect(Array.from(b)).toEqual(Array.from(single));
+  });
+
+  it('prepared parameters built unit by unit, on no workspace, give the bytes of a call that prepares its own', () => {
+    expect(native().preparedSize(dims.dim)).toBe((2 * 4 * 4 + 4) * 2 * 4);
+    const own = grad();
+    const losses = ws.forwardBackwardShards(model.params, [own], dims, [schedule()]);
+    // Units 0-4 (V[0..3], then W) in two calls, the later ones first, as two pool workers might.
+    const built = prepared();
+    native().prepareParameters(model.params, dims, built, 2, dims.dim + 1);
+    native().prepareParameters(model.params, dims, built, 0, 2);
+    native().prepareParameters(model.params, dims, built, 1, 1); // an empty range writes nothing
+    const given = grad();
+    expect(createWorkspace().forwardBackwardShards(model.params, [given], dims, [schedule()], undefined, built)).toEqual(losses);
+    expect(Array.from(given)).toEqual(Array.from(own));
+    // A unit left out changes the result: the call did use `built`.
+    const partial = prepared();
+    native().prepareParameters(model.params, dims, partial, 0, dims.dim);
+    const stale = grad();
+    ws.forwardBackwardShards(model.params, [stale], dims, [schedule()], undefined, partial);
+    expect(Array.from(stale)).not.toEqual(Array.from(own));
   });
 
   it('a deferred weight gradient, finished on another workspace, gives the same bytes', () => {
