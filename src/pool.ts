@@ -50,6 +50,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { TreeTableData } from './batch';
+import { ParameterLayout } from './model';
 import { native, weightGradientInputSize, weightGradientParts, type NativeDims, type Schedule } from './native';
 
 /** A parameter group the update treats alike: [start, end) in the buffer, L2 weight λ. */
@@ -114,11 +115,26 @@ export interface BatchChannel {
   workerFinite: Int32Array;
 }
 
+/**
+ * A worker's part of every update: the slice [from, to) of the dense groups
+ * it applies AdaGrad to, and the units [firstUnit, endUnit) of the prepared
+ * parameters it then rebuilds (denseShares).
+ */
+export interface DenseShare {
+  from: number;
+  to: number;
+  firstUnit: number;
+  endUnit: number;
+}
+
 /** What every worker receives once, at start (shared memory stays shared). */
 export interface WorkerInit {
   worker: number;
   workers: number;
   params: Float32Array;
+  /** The prepared parameters (native prepareParameters) of `params` as they are between updates. */
+  prepared: Float32Array;
+  share: DenseShare;
   grads: Float32Array[];
   /** Per shard: its weight-gradient inputs (NativeWorkspace.forwardBackwardShards's `deferTo`), readable by every worker. */
   deferred: Float32Array[];
@@ -204,6 +220,11 @@ export class TrainingPool {
     // A shard may be a whole batch: each deferred buffer fits the batchSize largest trees.
     const deferredSize = weightGradientInputSize(options.dims.dim, mostInternalNodes(options.table, this.batchSize));
     const deferred = Array.from({ length: shards }, () => new Float32Array(new SharedArrayBuffer(4 * Math.max(1, deferredSize))));
+    // The prepared parameters, built here once and then, after every update,
+    // unit by unit by the worker that updated the unit (denseShares).
+    const prepared = new Float32Array(new SharedArrayBuffer(4 * native().preparedSize(options.dims.dim)));
+    native().prepareParameters(options.params, options.dims, prepared, 0, options.dims.dim + 1);
+    const shares = denseShares(options.update, options.dims, workers);
     this.channel = {
       control: int32(READIED + 1),
       trees: int32(SLOTS * this.batchSize),
@@ -227,6 +248,8 @@ export class TrainingPool {
         worker,
         workers,
         params: options.params,
+        prepared,
+        share: shares[worker],
         grads: options.grads,
         deferred,
         table: options.table,
@@ -403,8 +426,44 @@ export function waitWhileEqual(array: Int32Array, index: number, value: number, 
 }
 
 /**
+ * Each worker's slice of the dense groups and the units of the prepared
+ * parameters it rebuilds. The prepared parameters are built in units (unit
+ * q < dim from V[q] alone, unit dim from W alone: native
+ * prepareParameters), so the slices, about equal, have their ends moved to
+ * the nearest edge of a unit: each unit is updated by one worker, which
+ * rebuilds it right after its update, while the unit is in its cache, and
+ * nobody waits for anybody to do it. Each worker builds 1 / workers of them
+ * instead of all.
+ */
+export function denseShares(config: UpdateConfig, dims: NativeDims, workers: number): DenseShare[] {
+  const layout = new ParameterLayout(dims.dim, dims.classes, dims.vocab);
+  const slice = layout.count('V') / dims.dim;
+  // edges[q] is where unit q begins (q ≤ dim; W follows V), edges[dim + 1] where W ends.
+  const edges = [...Array.from({ length: dims.dim + 1 }, (_, q) => layout.offsets.V + q * slice), layout.offsets.W + layout.count('W')];
+  const first = edges[0];
+  const last = edges[dims.dim + 1];
+  const denseStart = config.dense[0]?.start ?? 0;
+  const denseEnd = config.dense[config.dense.length - 1]?.end ?? 0;
+  // Either V and W are updated whole (training) or not at all (tests): a unit half updated would be rebuilt by nobody.
+  const updatesUnits = denseStart <= first && last <= denseEnd;
+  if (!updatesUnits && denseStart < last && first < denseEnd) throw new RangeError('the dense groups must cover V and W whole, or neither');
+  const cut = (w: number) => {
+    const at = denseStart + Math.floor((w * (denseEnd - denseStart)) / workers);
+    if (!updatesUnits || at <= first || at >= last) return at;
+    return edges.reduce((best, e) => (Math.abs(e - at) < Math.abs(best - at) ? e : best));
+  };
+  // Units before a cut (the cuts are edges, or outside V and W).
+  const unitsBefore = (at: number) => (updatesUnits ? edges.slice(0, dims.dim + 1).filter((e) => e < at).length : 0);
+  return Array.from({ length: workers }, (_, w) => {
+    const from = cut(w);
+    const to = cut(w + 1);
+    return { from, to, firstUnit: unitsBefore(from), endUnit: unitsBefore(to) };
+  });
+}
+
+/**
  * Worker `worker` of `workers`'s share of one update, as [start, end) pairs
- * and their λs: a contiguous slice of the dense groups, and every
+ * and their λs: its slice of the dense groups (denseShares), and every
  * `workers`-th of `rows` (the ascending distinct rows of L the batch
  * touched). The shares partition the update, and AdaGrad is element-wise, so
  * the bytes do not depend on how it is shared out. Rows are dealt out in turn
@@ -413,11 +472,13 @@ export function waitWhileEqual(array: Int32Array, index: number, value: number, 
  * and with halves the second worker's update took 1.3-1.7× the first's
  * (instrumented workers, 3 epochs at 2 threads, three runs).
  */
-export function updateShare(config: UpdateConfig, rows: Int32Array, worker: number, workers: number): { ranges: Int32Array; lambdas: Float32Array } {
-  const denseStart = config.dense[0]?.start ?? 0;
-  const denseEnd = config.dense[config.dense.length - 1]?.end ?? 0;
-  const from = denseStart + Math.floor((worker * (denseEnd - denseStart)) / workers);
-  const to = denseStart + Math.floor(((worker + 1) * (denseEnd - denseStart)) / workers);
+export function updateShare(
+  config: UpdateConfig,
+  { from, to }: DenseShare,
+  rows: Int32Array,
+  worker: number,
+  workers: number,
+): { ranges: Int32Array; lambdas: Float32Array } {
   // Written straight into typed arrays: it runs once per batch in every worker (~4 µs; ~12 with arrays pushed to).
   const most = config.dense.length + Math.ceil(rows.length / workers);
   const ranges = new Int32Array(2 * most);

@@ -8,9 +8,9 @@ import { syntheticSplits } from '../src/synthetic';
 import { TreeTable } from '../src/batch';
 import { Model } from '../src/model';
 import { createWorkspace, nativeDims } from '../src/native';
-import { TrainingPool, updateShare, type UpdateConfig } from '../src/pool';
+import { denseShares, TrainingPool, updateShare, type UpdateConfig } from '../src/pool';
 import { Vocabulary } from '../src/vocab';
-import { DEFAULT_TRAIN_OPTIONS, splitIntoShards, train, updateConfig, type TrainOptions } from '../src/train';
+import { AdaGrad, DEFAULT_TRAIN_OPTIONS, splitIntoShards, train, updateConfig, type TrainOptions } from '../src/train';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rntn-pool-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -136,29 +136,43 @@ describe('multi-threaded training', () => {
   });
 
   it("shares each update out so that the workers' shares cover every index exactly once", () => {
-    const config: UpdateConfig = {
-      history: new Float32Array(0),
-      epsilon: 1e-3,
-      dense: [{ start: 0, end: 10, lambda: 1 }, { start: 10, end: 13, lambda: 0 }, { start: 13, end: 14, lambda: 2 }],
-      rows: { offset: 14, dim: 3, lambda: 5 },
-    };
+    const vocab = new Vocabulary(['*UNK*', 'a', 'b', 'c', 'd', 'e', 'f', 'g']);
+    const model = Model.create(vocab, { dim: 3, seed: 1 });
+    const config = updateConfig(model, DEFAULT_TRAIN_OPTIONS.lambda, new AdaGrad(model.params.length, 1e-3));
+    const dims = nativeDims(model);
     const rows = Int32Array.of(0, 2, 3, 7);
     const expected = new Map<number, number>();
-    for (const g of config.dense) for (let i = g.start; i < g.end; i++) expected.set(i, g.lambda);
-    for (const r of rows) for (let q = 0; q < 3; q++) expected.set(14 + 3 * r + q, 5);
+    // λs travel as float32.
+    for (const g of config.dense) for (let i = g.start; i < g.end; i++) expected.set(i, Math.fround(g.lambda));
+    for (const r of rows) for (let q = 0; q < 3; q++) expected.set(config.rows.offset + 3 * r + q, Math.fround(config.rows.lambda));
+    const { offsets } = model.layout;
+    // Unit q < 3 of the prepared parameters is V[q] (36 values), unit 3 is W.
+    const unitOf = (i: number) => (i < offsets.W ? Math.floor((i - offsets.V) / 36) : i < offsets.b ? 3 : -1);
     for (const workers of [1, 2, 3, 4, 7]) {
       const seen = new Map<number, number>();
-      for (let w = 0; w < workers; w++) {
-        const { ranges, lambdas } = updateShare(config, rows, w, workers);
+      const rebuiltBy = new Map<number, number>();
+      denseShares(config, dims, workers).forEach((share, w) => {
+        for (let q = share.firstUnit; q < share.endUnit; q++) {
+          expect(rebuiltBy.has(q), `unit ${q} rebuilt twice with ${workers} workers`).toBe(false);
+          rebuiltBy.set(q, w);
+        }
+        const { ranges, lambdas } = updateShare(config, share, rows, w, workers);
         for (let j = 0; j < lambdas.length; j++) {
           for (let i = ranges[2 * j]; i < ranges[2 * j + 1]; i++) {
             expect(seen.has(i), `index ${i} twice with ${workers} workers`).toBe(false);
             seen.set(i, lambdas[j]);
+            // Whoever updates a value of V or W rebuilds its unit.
+            if (unitOf(i) >= 0) expect(rebuiltBy.get(unitOf(i)), `unit of index ${i} with ${workers} workers`).toBe(w);
           }
         }
-      }
+      });
       expect(new Map([...seen].sort((a, b) => a[0] - b[0]))).toEqual(expected);
+      expect([...rebuiltBy.keys()].sort()).toEqual([0, 1, 2, 3]);
     }
+    // Dense groups that cut a unit would leave it stale.
+    const cutting = { ...config, dense: [{ start: 10, end: offsets.b, lambda: 0 }] };
+    expect(() => denseShares(cutting, dims, 2)).toThrow(/cover V and W whole, or neither/);
+    expect(denseShares({ ...config, dense: [] }, dims, 2).every((s) => s.firstUnit === s.endUnit)).toBe(true);
   });
 
   // Runs a pool with a worker script that fails, in a child process: the run
@@ -175,8 +189,10 @@ describe('multi-threaded training', () => {
       const script = `
         const { TrainingPool } = require(${JSON.stringify(path.resolve(__dirname, '../lib/pool.js'))});
         const shared = (n) => new Float32Array(new SharedArrayBuffer(4 * n));
-        const update = { history: shared(4), epsilon: 1e-3, dense: [], rows: { offset: 0, dim: 1, lambda: 0 } };
-        const pool = new TrainingPool({ threads: 2, params: shared(4), grads: [shared(4), shared(4)], table: { treeStart: Int32Array.of(0, 1, 2) }, dims: { dim: 1, vocab: 4 }, update, workerScript: ${JSON.stringify(worker)} });
+        // dims 1, 2 classes, 4 words: 15 parameters.
+        const update = { history: shared(15), epsilon: 1e-3, dense: [], rows: { offset: 11, dim: 1, lambda: 0 } };
+        const dims = { dim: 1, classes: 2, vocab: 4, leafTanh: false };
+        const pool = new TrainingPool({ threads: 2, params: shared(15), grads: [shared(15), shared(15)], table: { treeStart: Int32Array.of(0, 1, 2) }, dims, update, workerScript: ${JSON.stringify(worker)} });
         pool.post([Int32Array.of(0), Int32Array.of(1)], { scale: 1, learningRate: 0.1 });
         pool.finish().then(
           () => { console.log('resolved'); },
