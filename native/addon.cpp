@@ -247,13 +247,23 @@ Span<float> preparedArg(Napi::Env env, const Napi::Value& v, const Dims& k) {
   return span;
 }
 
+// A buffer for a schedule's packed weight gradient at dims k (rntn.h, packedWeightGradientSize).
+Span<float> packedArg(Napi::Env env, const Napi::Value& v, const std::string& name, const Dims& k) {
+  Napi::TypedArray a = typedArrayArg(v, name);
+  if (a.TypedArrayType() != napi_float32_array) throwType(env, name + " must be a Float32Array");
+  Span<float> span = spanOf<float>(a);
+  const size_t want = rntn::packedWeightGradientSize(k.d);
+  if (span.length != want) throwRange(env, name + " has " + std::to_string(span.length) + " values, dims need " + std::to_string(want));
+  return span;
+}
+
 class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Workspace",
                        {InstanceMethod<&WorkspaceWrap::ForwardBackward>("forwardBackward"),
                         InstanceMethod<&WorkspaceWrap::ForwardBackwardShards>("forwardBackwardShards"),
-                        InstanceMethod<&WorkspaceWrap::WeightGradient>("weightGradient"),
+                        InstanceMethod<&WorkspaceWrap::PackedWeightGradient>("packedWeightGradient"),
                         InstanceMethod<&WorkspaceWrap::Forward>("forward")});
   }
 
@@ -354,12 +364,13 @@ class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
     return losses;
   }
 
-  // weightGradient(inputs, internal, grad, dims, part): adds part `part` (of
-  // weightGradientParts) of ∂V and ∂W of a schedule with `internal` internal
-  // nodes, from the inputs forwardBackwardShards deferred, to grad.
-  Napi::Value WeightGradient(const Napi::CallbackInfo& info) {
+  // packedWeightGradient(inputs, internal, packed, dims, part): part `part`
+  // (of weightGradientParts) of the packed weight gradient of a schedule with
+  // `internal` internal nodes, from the inputs forwardBackwardShards
+  // deferred, written over its block of `packed` (rntn.h).
+  Napi::Value PackedWeightGradient(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() != 5) throwType(env, "weightGradient(inputs, internal, grad, dims, part) takes 5 arguments");
+    if (info.Length() != 5) throwType(env, "packedWeightGradient(inputs, internal, packed, dims, part) takes 5 arguments");
     const Dims k = dimsArg(info[3]);
     if (!info[4].IsNumber()) throwType(env, "part must be a number");
     const double part = info[4].As<Napi::Number>().DoubleValue();
@@ -371,20 +382,17 @@ class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
     if (!isIntegerIn(internal, 0, std::numeric_limits<int32_t>::max())) {
       throwRange(env, "internal must be a non-negative integer, got " + info[1].ToString().Utf8Value());
     }
-    Napi::TypedArray inputsArray = typedArrayArg(info[0], "inputs"), gradArray = typedArrayArg(info[2], "grad");
-    if (inputsArray.TypedArrayType() != napi_float32_array || gradArray.TypedArrayType() != napi_float32_array) {
-      throwType(env, "weightGradient: inputs and grad must be Float32Arrays");
-    }
-    Span<float> inputs = spanOf<float>(inputsArray), grad = spanOf<float>(gradArray);
-    const size_t need = rntn::weightGradientInputSize(k.d, static_cast<int>(internal)), want = Layout(k).size;
+    Napi::TypedArray inputsArray = typedArrayArg(info[0], "inputs");
+    if (inputsArray.TypedArrayType() != napi_float32_array) throwType(env, "packedWeightGradient: inputs must be a Float32Array");
+    Span<float> inputs = spanOf<float>(inputsArray), packed = packedArg(env, info[2], "packed", k);
+    const size_t need = rntn::weightGradientInputSize(k.d, static_cast<int>(internal));
     if (inputs.length < need) {
       throwRange(env, "inputs has " + std::to_string(inputs.length) + " values, " + std::to_string(static_cast<int>(internal)) +
                           " internal nodes need " + std::to_string(need));
     }
-    if (grad.length != want) throwRange(env, "grad has " + std::to_string(grad.length) + " values, dims need " + std::to_string(want));
-    if (overlaps(inputs.data, inputs.length * 4, grad.data, grad.length * 4)) throwRange(env, "inputs and grad must not share memory");
+    if (overlaps(inputs.data, inputs.length * 4, packed.data, packed.length * 4)) throwRange(env, "inputs and packed must not share memory");
     try {
-      rntn::weightGradient<float>(k, static_cast<int>(internal), inputs.data, grad.data, f32_, static_cast<int>(part));
+      rntn::packedWeightGradient<float>(k, static_cast<int>(internal), inputs.data, packed.data, f32_, static_cast<int>(part));
     } catch (const std::bad_alloc&) {
       throw Napi::Error::New(env, "out of memory for the native workspace");
     }
@@ -493,6 +501,8 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
                              InstanceValue("weightGradientParts", Napi::Number::New(env, rntn::kWeightGradientParts)),
                              InstanceMethod<&RntnAddon::WeightGradientInputSize>("weightGradientInputSize"),
                              InstanceMethod<&RntnAddon::PreparedSize>("preparedSize"),
+                             InstanceMethod<&RntnAddon::PackedWeightGradientSize>("packedWeightGradientSize"),
+                             InstanceMethod<&RntnAddon::UnpackWeightGradients>("unpackWeightGradients"),
                              InstanceMethod<&RntnAddon::PrepareParameters>("prepareParameters"),
                              InstanceMethod<&RntnAddon::BlasInfo>("blasInfo"),
                              InstanceMethod<&RntnAddon::BlasThreads>("blasThreads"),
@@ -572,6 +582,55 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
     Span<float> prepared = preparedArg(env, info[2], k);
     if (overlaps(params.data, params.length * 4, prepared.data, prepared.length * 4)) throwRange(env, "params and prepared must not share memory");
     rntn::prepareParameters<float>(k, params.data, prepared.data, static_cast<int>(range[0]), static_cast<int>(range[1]));
+    return env.Undefined();
+  }
+
+  // packedWeightGradientSize(dim) → values of a schedule's packed weight gradient (rntn.h).
+  Napi::Value PackedWeightGradientSize(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 1 || !info[0].IsNumber()) throwType(env, "packedWeightGradientSize(dim) takes one number");
+    const double dim = info[0].As<Napi::Number>().DoubleValue();
+    if (!isIntegerIn(dim, 1, kMaxDim)) throwRange(env, "dim must be an integer in [1, " + std::to_string(kMaxDim) + "]");
+    return Napi::Number::New(env, static_cast<double>(rntn::packedWeightGradientSize(static_cast<int>(dim))));
+  }
+
+  // unpackWeightGradients(packed[], grad, dims, first, end): ∂V[q] for the
+  // units q in [first, end) below dim, and ∂W if unit dim is among them,
+  // from the sum of the packed weight gradients in array order, written over
+  // grad's entries (rntn.h, unpackWeightGradient).
+  Napi::Value UnpackWeightGradients(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 5) throwType(env, "unpackWeightGradients(packed, grad, dims, first, end) takes 5 arguments");
+    if (!info[0].IsArray()) throwType(env, "packed must be an array of Float32Arrays");
+    const Dims k = dimsArg(info[2]);
+    const int units = rntn::preparedUnits(k.d);
+    double range[2];
+    for (int i = 0; i < 2; i++) {
+      if (!info[3 + i].IsNumber()) throwType(env, "first and end must be numbers");
+      range[i] = info[3 + i].As<Napi::Number>().DoubleValue();
+      if (!isIntegerIn(range[i], 0, units)) throwRange(env, "first and end must be integers in [0, " + std::to_string(units) + "]");
+    }
+    if (range[0] > range[1]) throwRange(env, "first must not be after end");
+    // Every element first: reading one may run a getter (JavaScript that could
+    // detach a buffer), so raw pointers are taken only after the last of them.
+    Napi::Array packedArray = info[0].As<Napi::Array>();
+    std::vector<Napi::Value> packedValues;
+    for (uint32_t s = 0; s < packedArray.Length(); s++) packedValues.push_back(packedArray.Get(s));
+    if (packedValues.empty()) throwRange(env, "packed must hold at least one packed weight gradient");
+    Napi::TypedArray gradArray = typedArrayArg(info[1], "grad");
+    if (gradArray.TypedArrayType() != napi_float32_array) throwType(env, "unpackWeightGradients: grad must be a Float32Array");
+    Span<float> grad = spanOf<float>(gradArray);
+    if (grad.length != Layout(k).size) throwRange(env, "grad has " + std::to_string(grad.length) + " values, dims need " + std::to_string(Layout(k).size));
+    std::vector<const float*> packed;
+    for (uint32_t s = 0; s < packedValues.size(); s++) {
+      Span<float> p = packedArg(env, packedValues[s], "packed[" + std::to_string(s) + "]", k);
+      if (overlaps(p.data, p.length * 4, grad.data, grad.length * 4)) throwRange(env, "packed[" + std::to_string(s) + "] and grad must not share memory");
+      packed.push_back(p.data);
+    }
+    std::vector<float> sum(static_cast<size_t>(rntn::quadraticRows(k.d)));
+    const Layout at(k);
+    rntn::unpackWeightGradient<float>(k.d, packed.data(), static_cast<int>(packed.size()), static_cast<int>(range[0]), static_cast<int>(range[1]),
+                                      grad.data + at.V, grad.data + at.W, false, sum.data());
     return env.Undefined();
   }
 

@@ -100,7 +100,8 @@ struct Workspace {
   std::vector<T> CinD;    // 3d × Nint: children [x_l; x_r], then δ, of every internal node (unless deferred)
   std::vector<T> TZ;      // (2d²+d) × Nint: [Vsf; W]·c per internal node (one level's worth without grad)
   std::vector<T> Q;       // rows × window: a band of [upper(c cᵀ); c] per internal node (quadraticFeatures)
-  std::vector<T> dU;      // rows × d: Σ_n band·δᵀ, unpacked into ∂V and ∂W at the end
+  std::vector<T> dU;      // a schedule's packed weight gradient (packedWeightGradientSize), unpacked into ∂V and ∂W at the end
+  std::vector<T> sum;     // one part's band of rows, summed over packed weight gradients (unpackWeightGradient)
   std::vector<T> VsWt;    // [Vsf; W] transposed: column-major (2d²+d) × 2d
   std::vector<T> dC;      // 2d × B error sent to the children of a level
   std::vector<T> M;       // d × N dropout multipliers (0 or 1/(1 − rate)); unused without dropout
@@ -198,10 +199,10 @@ inline int quadraticRows(int d) { return d * (2 * d + 1) + 2 * d; }
 
 // The weight gradient is computed in this many parts, each a band of Q's
 // rows: the triangle rows of i in [first, end), plus c's rows (∂W) in the
-// last. The parts write disjoint entries of ∂V and ∂W, so the training pool
-// can run them on different threads (src/worker.ts): at d = 25 on SST a
-// whole shard's weight gradient is ~0.4 ms, and the last one claimed in a
-// batch was what the other worker waited for at the barrier.
+// last. The parts write disjoint blocks of the packed weight gradient, so
+// the training pool can run them on different threads (src/worker.ts): at
+// d = 25 on SST a whole shard's weight gradient is ~0.4 ms, and the last one
+// claimed in a batch was what the other worker waited for at the barrier.
 constexpr int kWeightGradientParts = 2;
 
 // Rows of Q before triangle row i: Σ_{i' < i} (2d − i').
@@ -244,25 +245,63 @@ inline void quadraticFeatures(int d, const QuadraticBand& band, int B, const T* 
   }
 }
 
-// ∂V[k]_im and ∂V[k]_mi += dU[t(i,m)][k] (the same value: the gradient is
-// symmetric) for the band's i, ∂W_kj += dU[c row j][k] if it has c's rows;
-// the inverse of quadraticFeatures' packing. dU is band.rows(d) × d.
+// A schedule's packed weight gradient: for each part p, its band of
+// Σ_n [upper(c_n c_nᵀ); c_n]·δ_nᵀ as a column-major band.rows(d) × d block
+// (column k is ∂V[k]'s band and, in the last part, row k of ∂W), the parts'
+// blocks one after another. Half the size of ∂V and ∂W, which it unpacks into.
+inline size_t packedWeightGradientSize(int d) { return static_cast<size_t>(quadraticRows(d)) * d; }
+
+// Where part p's block begins.
+inline size_t packedPartOffset(int d, int p) {
+  size_t offset = 0;
+  for (int q = 0; q < p; q++) offset += static_cast<size_t>(quadraticBand(d, q).rows(d)) * d;
+  return offset;
+}
+
+// ∂V[k] for k in the units [first, end) ∩ [0, d) and, if unit d is among
+// them, ∂W, from the sum of n packed weight gradients (packed[0] + packed[1]
+// + …, in that order): ∂V[k]_im and ∂V[k]_mi get the sum's entry for (i, m)
+// (the gradient is symmetric; the inverse of quadraticFeatures' packing),
+// ∂W_kj that for c's row j. Added to dV and dW, or written over them when
+// `accumulate` is false. The units are prepareParameters' (V[k] alone, W
+// alone), so that the training pool's workers unpack the units they then
+// update (src/worker.ts). `sum` holds one band's rows.
 template <typename T>
-inline void unpackWeightGradient(int d, const QuadraticBand& band, const T* dU, T* dV, T* dW) {
-  const int d2 = 2 * d, rows = band.rows(d);
-  for (int k = 0; k < d; k++) {
-    const T* u = dU + static_cast<size_t>(k) * rows;
+inline void unpackWeightGradient(int d, const T* const* packed, int n, int first, int end, T* dV, T* dW, bool accumulate, T* sum) {
+  const int d2 = 2 * d;
+  auto put = [accumulate](T& to, T value) { to = accumulate ? to + value : value; };
+  // Rows [from, from + rows) of column k of part p's block, summed over the packed gradients in order.
+  auto summed = [&](int p, int k, int from, int rows) {
+    const size_t at = packedPartOffset(d, p) + static_cast<size_t>(k) * quadraticBand(d, p).rows(d) + from;
+    std::copy_n(packed[0] + at, rows, sum);
+    for (int s = 1; s < n; s++) {
+      const T* u = packed[s] + at;
+#pragma omp simd
+      for (int t = 0; t < rows; t++) sum[t] += u[t];
+    }
+    return static_cast<const T*>(sum);
+  };
+  for (int k = first; k < std::min(end, d); k++) {
     T* Vk = dV + static_cast<size_t>(k) * d2 * d2;
-    for (int i = band.first; i < band.end; i++) {
-      Vk[i * d2 + i] += *u++;
-      for (int m = i + 1; m < d2; m++, u++) {
-        Vk[i * d2 + m] += *u;
-        Vk[m * d2 + i] += *u;
+    for (int p = 0; p < kWeightGradientParts; p++) {
+      const QuadraticBand band = quadraticBand(d, p);
+      const T* u = summed(p, k, 0, band.rows(d) - (band.withC ? d2 : 0));
+      for (int i = band.first; i < band.end; i++) {
+        put(Vk[i * d2 + i], *u++);
+        for (int m = i + 1; m < d2; m++, u++) {
+          put(Vk[i * d2 + m], *u);
+          put(Vk[m * d2 + i], *u);
+        }
       }
     }
-    if (band.withC) {
+  }
+  if (first <= d && d < end) {
+    const int last = kWeightGradientParts - 1;
+    const QuadraticBand band = quadraticBand(d, last);
+    for (int k = 0; k < d; k++) {
+      const T* c = summed(last, k, band.rows(d) - d2, d2);  // c's rows end the last band
       T* Wk = dW + static_cast<size_t>(k) * d2;
-      for (int j = 0; j < d2; j++) Wk[j] += *u++;
+      for (int j = 0; j < d2; j++) put(Wk[j], c[j]);
     }
   }
 }
@@ -327,33 +366,32 @@ const T* prepareParameters(const Dims& k, const T* params, Workspace<T>& w) {
 // δ (d × internal). 3d values per internal node.
 inline size_t weightGradientInputSize(int d, int internal) { return static_cast<size_t>(3) * d * internal; }
 
-// Part `part` of ∂V and ∂W of one schedule, added to grad: Σ_n δ_n ⊗ (the
-// part's band of [upper(c_n c_nᵀ); c_n]) as one GEMM per window of Q, then
-// unpacked (unpackWeightGradient). It is the part of the backward pass with
-// no ordering between nodes or levels, about a third of its FLOPs, and
-// depends only on `inputs` (weightGradientInputSize(d, internal) values; see
-// forwardBackwardPrepared), so the training pool can run it on whichever
-// thread is free (src/worker.ts) without changing a byte: the windows are
-// fixed by `internal` and the part alone.
+// Part `part` of one schedule's packed weight gradient (its block of
+// `packed`, packedWeightGradientSize(d) values, written over): Σ_n δ_n ⊗
+// (the part's band of [upper(c_n c_nᵀ); c_n]) as one GEMM per window of Q.
+// It is the part of the backward pass with no ordering between nodes or
+// levels, about a third of its FLOPs, and depends only on `inputs`
+// (weightGradientInputSize(d, internal) values; see forwardBackwardPrepared),
+// so the training pool can run it on whichever thread is free
+// (src/worker.ts) without changing a byte: the windows are fixed by
+// `internal` and the part alone. With no internal nodes the block is zeros.
 template <typename T>
-void weightGradient(const Dims& k, int internal, const T* inputs, T* grad, Workspace<T>& w, int part) {
-  if (internal == 0) return;
+void packedWeightGradient(const Dims& k, int internal, const T* inputs, T* packed, Workspace<T>& w, int part) {
   const int d = k.d, d2 = 2 * k.d;
   const QuadraticBand band = quadraticBand(d, part);
   const int rows = band.rows(d);
-  const Layout at(k);
+  T* dU = packed + packedPartOffset(d, part);
+  std::fill_n(dU, static_cast<size_t>(rows) * d, T(0));
+  if (internal == 0) return;
   const T* Cin = inputs;
   const T* D = inputs + static_cast<size_t>(d2) * internal;
   const int window = std::min(internal, static_cast<int>(std::max<size_t>(16, kWeightGradientWindowBytes / (sizeof(T) * rows))));
   T* Q = Workspace<T>::sized(w.Q, static_cast<size_t>(rows) * window);
-  T* dU = Workspace<T>::sized(w.dU, static_cast<size_t>(rows) * d);
-  std::fill_n(dU, static_cast<size_t>(rows) * d, T(0));
   for (int from = 0; from < internal; from += window) {
     const int cols = std::min(window, internal - from);
     quadraticFeatures(d, band, cols, Cin + static_cast<size_t>(from) * d2, Q);
     gemm(false, true, rows, d, cols, T(1), Q, rows, D + static_cast<size_t>(from) * d, d, T(1), dU, rows);
   }
-  unpackWeightGradient(d, band, static_cast<const T*>(dU), grad + at.V, grad + at.W);
 }
 
 // Forward pass over `s` with the parameters `params` and their prepared form
@@ -362,7 +400,7 @@ void weightGradient(const Dims& k, int internal, const T* inputs, T* grad, Works
 // of every node (column n = node n). When `grad` is given, the gradient of
 // that loss (unregularised) is *added* to it, same layout as `params`.
 // With `deferred` (weightGradientInputSize(d, internal nodes of s) values),
-// ∂V and ∂W are left out of grad and the inputs of weightGradient are
+// ∂V and ∂W are left out of grad and the inputs of packedWeightGradient are
 // written there instead, for the caller to complete grad with.
 template <typename T>
 double forwardBackwardPrepared(const Dims& k, const T* params, const T* VsWt, T* grad, T* probs, const Schedule& s, Workspace<T>& w,
@@ -381,7 +419,7 @@ double forwardBackwardPrepared(const Dims& k, const T* params, const T* VsWt, T*
 
   T* X = Workspace<T>::sized(w.X, static_cast<size_t>(d) * N);
   T* Y = Workspace<T>::sized(w.Y, static_cast<size_t>(C) * N);
-  // Children and δs are kept apart from the rest of the workspace: they are weightGradient's inputs.
+  // Children and δs are kept apart from the rest of the workspace: they are packedWeightGradient's inputs.
   T* inputs = deferred ? deferred : Workspace<T>::sized(w.CinD, weightGradientInputSize(d, nInternal));
   T* Cin = inputs;
   T* D = inputs + static_cast<size_t>(d2) * nInternal;
@@ -492,7 +530,11 @@ double forwardBackwardPrepared(const Dims& k, const T* params, const T* VsWt, T*
     }
   }
   if (!deferred) {
-    for (int part = 0; part < kWeightGradientParts; part++) weightGradient(k, nInternal, static_cast<const T*>(inputs), grad, w, part);
+    T* packed = Workspace<T>::sized(w.dU, packedWeightGradientSize(d));
+    for (int part = 0; part < kWeightGradientParts; part++) packedWeightGradient(k, nInternal, static_cast<const T*>(inputs), packed, w, part);
+    const T* sources[] = {packed};
+    T* sum = Workspace<T>::sized(w.sum, static_cast<size_t>(quadraticRows(d)));
+    unpackWeightGradient(d, sources, 1, 0, preparedUnits(d), grad + at.V, grad + at.W, true, sum);
   }
 
   // Leaves: ∂L[word] += g (times tanh' when the leaf activation is tanh).

@@ -54,8 +54,9 @@ export interface NativeWorkspace {
    *
    * With `deferTo`, the gradients of V and W are left out, and what they are
    * computed from (3·dim values per internal node: {@link weightGradientInputSize})
-   * is written into deferTo[i], so that {@link weightGradient} can finish
-   * grads[i] later, on any thread, with the same bytes.
+   * is written into deferTo[i], so that {@link packedWeightGradient} and
+   * Addon.unpackWeightGradients can finish them later, on any thread, with
+   * the same bytes.
    *
    * With `prepared`, the parameters are not prepared at all: `prepared` must
    * hold what {@link Addon.prepareParameters} builds from `params` as they
@@ -70,21 +71,30 @@ export interface NativeWorkspace {
     prepared?: Float32Array,
   ): number[];
   /**
-   * Adds part `part` of ∂V and ∂W to `grad` from a schedule's deferred inputs
-   * (`internal` = its internal nodes). The parts, 0 to the addon's
-   * `weightGradientParts` − 1, write disjoint entries: different threads may
-   * run them at once.
+   * Writes part `part` of a schedule's packed weight gradient (∂V's upper
+   * triangles and ∂W, packedWeightGradientSize(dim) values) into `packed`,
+   * from its deferred inputs (`internal` = its internal nodes). The parts, 0
+   * to the addon's `weightGradientParts` − 1, write disjoint blocks:
+   * different threads may run them at once.
    */
-  weightGradient(inputs: Float32Array, internal: number, grad: Float32Array, dims: NativeDims, part: number): void;
+  packedWeightGradient(inputs: Float32Array, internal: number, packed: Float32Array, dims: NativeDims, part: number): void;
   /** Returns the summed loss; writes classes × nodes probabilities into `probs` when given. */
   forward<T extends Float32Array | Float64Array>(params: T, dims: NativeDims, schedule: Schedule, probs?: T): number;
 }
 
 interface Addon {
   Workspace: new () => NativeWorkspace;
-  /** How many parts NativeWorkspace.weightGradient splits a schedule's weight gradient into. */
+  /** How many parts NativeWorkspace.packedWeightGradient splits a schedule's weight gradient into. */
   weightGradientParts: number;
   weightGradientInputSize(dim: number, internal: number): number;
+  /** Values of a schedule's packed weight gradient (NativeWorkspace.packedWeightGradient). */
+  packedWeightGradientSize(dim: number): number;
+  /**
+   * Writes ∂V[q] for the units q in [first, end) below dim, and ∂W when unit
+   * dim is among them, into `grad`, from the sum of `packed` (packed weight
+   * gradients, summed in array order). The units are prepareParameters'.
+   */
+  unpackWeightGradients(packed: Float32Array[], grad: Float32Array, dims: NativeDims, first: number, end: number): void;
   /** Values of the prepared parameters ([Vs; W] transposed, rntn.h) of a model of hidden size `dim`. */
   preparedSize(dim: number): number;
   /**
@@ -235,7 +245,7 @@ export function createWorkspace(): NativeWorkspace {
   return new (load().Workspace)();
 }
 
-/** How many parts NativeWorkspace.weightGradient splits a schedule's weight gradient into (rntn.h, kWeightGradientParts). */
+/** How many parts NativeWorkspace.packedWeightGradient splits a schedule's weight gradient into (rntn.h, kWeightGradientParts). */
 export function weightGradientParts(): number {
   return native().weightGradientParts;
 }

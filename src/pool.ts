@@ -138,6 +138,8 @@ export interface WorkerInit {
   grads: Float32Array[];
   /** Per shard: its weight-gradient inputs (NativeWorkspace.forwardBackwardShards's `deferTo`), readable by every worker. */
   deferred: Float32Array[];
+  /** Per shard: its packed weight gradient (NativeWorkspace.packedWeightGradient), unpacked, summed, by the update. */
+  packed: Float32Array[];
   table: TreeTableData;
   dims: NativeDims;
   update: UpdateConfig;
@@ -220,6 +222,7 @@ export class TrainingPool {
     // A shard may be a whole batch: each deferred buffer fits the batchSize largest trees.
     const deferredSize = weightGradientInputSize(options.dims.dim, mostInternalNodes(options.table, this.batchSize));
     const deferred = Array.from({ length: shards }, () => new Float32Array(new SharedArrayBuffer(4 * Math.max(1, deferredSize))));
+    const packed = Array.from({ length: shards }, () => new Float32Array(new SharedArrayBuffer(4 * native().packedWeightGradientSize(options.dims.dim))));
     // The prepared parameters, built here once and then, after every update,
     // unit by unit by the worker that updated the unit (denseShares).
     const prepared = new Float32Array(new SharedArrayBuffer(4 * native().preparedSize(options.dims.dim)));
@@ -252,6 +255,7 @@ export class TrainingPool {
         share: shares[worker],
         grads: options.grads,
         deferred,
+        packed,
         table: options.table,
         dims: options.dims,
         update: options.update,

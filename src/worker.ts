@@ -120,8 +120,8 @@ for (let n = 1; ; n++) {
     }
     if (task >= 0) {
       const s = Math.floor(task / P);
-      const internal = shardInternal[slot * S + s];
-      if (internal > 0) workspace.weightGradient(init.deferred[s], internal, init.grads[s], init.dims, task % P);
+      // Also with no internal nodes: the shard's block is then zeroed, not left from an earlier batch.
+      workspace.packedWeightGradient(init.deferred[s], shardInternal[slot * S + s], init.packed[s], init.dims, task % P);
     } else if (!waiting) {
       break;
     } else if (aborted(control)) {
@@ -149,8 +149,10 @@ for (let n = 1; ; n++) {
     const touched: number[] = [];
     for (let s = 0; s < S; s++) for (const w of shardWords.subarray(s * stripe, s * stripe + shardWordCount[s])) touched.push(w);
     const { ranges, lambdas } = updateShare(u, init.share, distinctSorted(touched), init.worker, W);
-    finite = native().adagradStep(init.params, u.history, init.grads, ranges, lambdas, scale[slot], learningRate[slot], u.epsilon);
     const { firstUnit, endUnit } = init.share;
+    // ∂V and ∂W of this worker's units, the shards' packed gradients summed in shard order, into the first shard's buffer.
+    if (endUnit > firstUnit) native().unpackWeightGradients(init.packed, init.grads[0], init.dims, firstUnit, endUnit);
+    finite = native().adagradStep(init.params, u.history, init.grads, ranges, lambdas, scale[slot], learningRate[slot], u.epsilon);
     if (endUnit > firstUnit) native().prepareParameters(init.params, init.dims, init.prepared, firstUnit, endUnit);
   }
   workerNodes[slot * W + init.worker] = nodes;

@@ -12,6 +12,7 @@ const vocab = new Vocabulary(['*UNK*', 'good', 'bad']);
 const model = Model.create(vocab, { dim: 4, seed: 1 });
 const dims = nativeDims(model);
 const prepared = () => new Float32Array(native().preparedSize(dims.dim));
+const packed = () => new Float32Array(native().packedWeightGradientSize(dims.dim));
 const trees = parseTrees('(3 (2 (3 good) (1 bad)) (4 good))\n(1 bad)');
 const batch = compileBatch(trees, vocab);
 const schedule = (): Schedule => ({
@@ -235,18 +236,29 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
       return ws.forwardBackwardShards(model.params, [g], dims, [schedule()], [g.subarray(0, 24)]);
     }, /deferTo\[0\] shares memory with another output/],
     ['shards: deferTo inside params', () => ws.forwardBackwardShards(model.params, [grad()], dims, [schedule()], [model.params.subarray(0, 24)]), /params and deferTo\[0\] must not share memory/],
-    ['weightGradient: inputs too short', () => ws.weightGradient(new Float32Array(23), 2, grad(), dims, 0), /inputs has 23 values, 2 internal nodes need 24/],
-    ['weightGradient: a fractional node count', () => ws.weightGradient(new Float32Array(24), 1.5, grad(), dims, 0), /internal must be a non-negative integer/],
-    ['weightGradient: a negative node count', () => ws.weightGradient(new Float32Array(24), -1, grad(), dims, 0), /internal must be a non-negative integer/],
-    ['weightGradient: a node count past int32', () => ws.weightGradient(new Float32Array(24), 2 ** 31, grad(), dims, 0), /internal must be a non-negative integer/],
-    ['weightGradient: a part past the last', () => ws.weightGradient(new Float32Array(24), 2, grad(), dims, weightGradientParts()), /part must be an integer in \[0, \d+\)/],
-    ['weightGradient: a fractional part', () => ws.weightGradient(new Float32Array(24), 2, grad(), dims, 0.5), /part must be an integer/],
-    ['weightGradient: a float64 gradient', () => ws.weightGradient(new Float32Array(24), 2, new Float64Array(model.params.length) as any, dims, 0), /must be Float32Arrays/],
-    ['weightGradient: a gradient of the wrong length', () => ws.weightGradient(new Float32Array(24), 2, new Float32Array(5), dims, 0), /grad has 5 values/],
-    ['weightGradient: inputs inside the gradient', () => {
+    ['packedWeightGradient: inputs too short', () => ws.packedWeightGradient(new Float32Array(23), 2, packed(), dims, 0), /inputs has 23 values, 2 internal nodes need 24/],
+    ['packedWeightGradient: a fractional node count', () => ws.packedWeightGradient(new Float32Array(24), 1.5, packed(), dims, 0), /internal must be a non-negative integer/],
+    ['packedWeightGradient: a negative node count', () => ws.packedWeightGradient(new Float32Array(24), -1, packed(), dims, 0), /internal must be a non-negative integer/],
+    ['packedWeightGradient: a node count past int32', () => ws.packedWeightGradient(new Float32Array(24), 2 ** 31, packed(), dims, 0), /internal must be a non-negative integer/],
+    ['packedWeightGradient: a part past the last', () => ws.packedWeightGradient(new Float32Array(24), 2, packed(), dims, weightGradientParts()), /part must be an integer in \[0, \d+\)/],
+    ['packedWeightGradient: a fractional part', () => ws.packedWeightGradient(new Float32Array(24), 2, packed(), dims, 0.5), /part must be an integer/],
+    ['packedWeightGradient: a float64 output', () => ws.packedWeightGradient(new Float32Array(24), 2, new Float64Array(packed().length) as any, dims, 0), /packed must be a Float32Array/],
+    ['packedWeightGradient: an output of the wrong length', () => ws.packedWeightGradient(new Float32Array(24), 2, new Float32Array(5), dims, 0), /packed has 5 values, dims need 176/],
+    ['packedWeightGradient: inputs inside the output', () => {
+      const p = packed();
+      return ws.packedWeightGradient(p.subarray(0, 24), 2, p, dims, 0);
+    }, /inputs and packed must not share memory/],
+    ['packedWeightGradientSize with dim 0', () => native().packedWeightGradientSize(0), /dim must be an integer in \[1, 512\]/],
+    ['unpackWeightGradients: no packed gradients', () => native().unpackWeightGradients([], grad(), dims, 0, 5), /at least one packed weight gradient/],
+    ['unpackWeightGradients: packed not an array', () => native().unpackWeightGradients(packed() as any, grad(), dims, 0, 5), /packed must be an array/],
+    ['unpackWeightGradients: a packed gradient of the wrong length', () => native().unpackWeightGradients([packed(), new Float32Array(175)], grad(), dims, 0, 5), /packed\[1\] has 175 values, dims need 176/],
+    ['unpackWeightGradients: a unit past the last', () => native().unpackWeightGradients([packed()], grad(), dims, 0, 6), /first and end must be integers in \[0, 5\]/],
+    ['unpackWeightGradients: first after end', () => native().unpackWeightGradients([packed()], grad(), dims, 2, 1), /first must not be after end/],
+    ['unpackWeightGradients: grad of the wrong length', () => native().unpackWeightGradients([packed()], new Float32Array(9), dims, 0, 5), /grad has 9 values/],
+    ['unpackWeightGradients: a packed gradient inside grad', () => {
       const g = grad();
-      return ws.weightGradient(g.subarray(0, 24), 2, g, dims, 0);
-    }, /inputs and grad must not share memory/],
+      return native().unpackWeightGradients([g.subarray(0, 176)], g, dims, 0, 5);
+    }, /packed\[0\] and grad must not share memory/],
     ['shards: a bad schedule among good ones', () => {
       const bad = schedule();
       bad.word[0] = 99;
@@ -419,15 +431,47 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
     expect(weightGradientInputSize(dims.dim, 2)).toBe(24);
     const inputs = new Float32Array(weightGradientInputSize(dims.dim, 2));
     expect(ws.forwardBackwardShards(model.params, [partial], dims, [schedule()], [inputs])).toEqual([loss]);
-    const { V, W } = model.layout.offsets;
+    const { V, W, b } = model.layout.offsets;
     // Deferred: nothing of ∂V and ∂W yet, everything else already there.
-    expect(partial.subarray(V, model.layout.offsets.b).every((x) => x === 0)).toBe(true);
-    expect(Array.from(partial.subarray(model.layout.offsets.b))).toEqual(Array.from(whole.subarray(model.layout.offsets.b)));
-    // The parts in reverse order, on another workspace: they write disjoint entries.
+    expect(partial.subarray(V, b).every((x) => x === 0)).toBe(true);
+    expect(Array.from(partial.subarray(b))).toEqual(Array.from(whole.subarray(b)));
+    // The parts in reverse order, on another workspace, into a buffer holding garbage: each part writes its whole block.
+    // d = 4: 4·9 triangle rows and 8 rows of c, times 4 columns.
+    expect(native().packedWeightGradientSize(dims.dim)).toBe(176);
     const other = createWorkspace();
-    for (let part = weightGradientParts() - 1; part >= 0; part--) other.weightGradient(inputs, 2, partial, dims, part);
+    const mine = packed().fill(7);
+    for (let part = weightGradientParts() - 1; part >= 0; part--) other.packedWeightGradient(inputs, 2, mine, dims, part);
+    // The units in two pieces, W's first, over garbage: they are written, not added.
+    partial.fill(5, V, b);
+    native().unpackWeightGradients([mine], partial, dims, 3, 5);
+    native().unpackWeightGradients([mine], partial, dims, 0, 3);
     expect(Array.from(partial)).toEqual(Array.from(whole));
     expect(partial.subarray(V, W).some((x) => x !== 0)).toBe(true);
+  });
+
+  it("unpacks the sum of several shards' packed gradients, in shard order, as the sum of their gradients", () => {
+    // Three shards (one with no internal nodes), deferred, then unpacked together:
+    // ∂V and ∂W equal the shards' own, summed in shard order.
+    const leaf: Schedule = { left: Int32Array.of(-1), right: Int32Array.of(-1), word: Int32Array.of(1), label: Int32Array.of(2), levelStart: Int32Array.of(0, 1) };
+    const shards = [schedule(), leaf, { ...schedule(), label: Int32Array.from(schedule().label, (l) => (l < 0 ? l : 4 - l)) }];
+    const own = shards.map((s) => {
+      const g = grad();
+      ws.forwardBackward(model.params, g, dims, s);
+      return g;
+    });
+    const packs = shards.map((s) => {
+      const inputs = new Float32Array(weightGradientInputSize(dims.dim, 2));
+      const internal = s.left.length - s.levelStart[1];
+      ws.forwardBackwardShards(model.params, [grad()], dims, [s], [inputs]);
+      const p = packed().fill(3);
+      for (let part = 0; part < weightGradientParts(); part++) ws.packedWeightGradient(inputs, internal, p, dims, part);
+      return p;
+    });
+    const together = grad();
+    native().unpackWeightGradients(packs, together, dims, 0, dims.dim + 1);
+    const { V, b } = model.layout.offsets;
+    for (let i = V; i < b; i++) expect(together[i], `index ${i}`).toBe(Math.fround(Math.fround(own[0][i] + own[1][i]) + own[2][i]));
+    expect(own[1].subarray(V, b).every((x) => x === 0)).toBe(true);
   });
 
   it('still computes after all those errors', () => {
