@@ -116,15 +116,24 @@ export interface BatchChannel {
 }
 
 /**
- * A worker's part of every update: the slice [from, to) of the dense groups
- * it applies AdaGrad to, and the units [firstUnit, endUnit) of the prepared
- * parameters it then rebuilds (denseShares).
+ * A worker's part of every update (denseShares): the slice [from, to) of the
+ * dense groups it applies AdaGrad to, of which [from, unpackedTo) is V and W
+ * (their gradient is the one the worker unpacks, already summed over the
+ * shards, into the first shard's buffer), and the units [firstUnit, endUnit)
+ * of ∂V, ∂W and the prepared parameters that slice is made of.
  */
 export interface DenseShare {
   from: number;
   to: number;
+  unpackedTo: number;
   firstUnit: number;
   endUnit: number;
+}
+
+/** AdaGrad ranges: [start, end) pairs into the parameters, and each one's λ. */
+export interface UpdateRanges {
+  ranges: Int32Array;
+  lambdas: Float32Array;
 }
 
 /** What every worker receives once, at start (shared memory stays shared). */
@@ -430,14 +439,14 @@ export function waitWhileEqual(array: Int32Array, index: number, value: number, 
 }
 
 /**
- * Each worker's slice of the dense groups and the units of the prepared
- * parameters it rebuilds. The prepared parameters are built in units (unit
- * q < dim from V[q] alone, unit dim from W alone: native
- * prepareParameters), so the slices, about equal, have their ends moved to
- * the nearest edge of a unit: each unit is updated by one worker, which
- * rebuilds it right after its update, while the unit is in its cache, and
- * nobody waits for anybody to do it. Each worker builds 1 / workers of them
- * instead of all.
+ * Each worker's slice of the dense groups and the units of ∂V, ∂W and the
+ * prepared parameters it unpacks and rebuilds. Both are built in units
+ * (unit q < dim is V[q] alone, unit dim W alone: native unpackWeightGradients
+ * and prepareParameters), so the slices, about equal, have their ends moved
+ * to the nearest edge of a unit: each unit is unpacked, updated and rebuilt
+ * by one worker, in one go, while it is in that worker's cache, and nobody
+ * waits for anybody to do it. Each worker does 1 / workers of it instead of
+ * all.
  */
 export function denseShares(config: UpdateConfig, dims: NativeDims, workers: number): DenseShare[] {
   const layout = new ParameterLayout(dims.dim, dims.classes, dims.vocab);
@@ -461,28 +470,33 @@ export function denseShares(config: UpdateConfig, dims: NativeDims, workers: num
   return Array.from({ length: workers }, (_, w) => {
     const from = cut(w);
     const to = cut(w + 1);
-    return { from, to, firstUnit: unitsBefore(from), endUnit: unitsBefore(to) };
+    return { from, to, unpackedTo: updatesUnits ? Math.min(Math.max(from, last), to) : from, firstUnit: unitsBefore(from), endUnit: unitsBefore(to) };
   });
 }
 
+/** The dense groups' values in [from, to), as AdaGrad ranges: for a worker's V and W, [share.from, share.unpackedTo). */
+export function denseRanges(config: UpdateConfig, from: number, to: number): UpdateRanges {
+  const pieces = config.dense.filter((g) => Math.max(g.start, from) < Math.min(g.end, to));
+  return {
+    ranges: Int32Array.from(pieces.flatMap((g) => [Math.max(g.start, from), Math.min(g.end, to)])),
+    lambdas: Float32Array.from(pieces, (g) => g.lambda),
+  };
+}
+
 /**
- * Worker `worker` of `workers`'s share of one update, as [start, end) pairs
- * and their λs: its slice of the dense groups (denseShares), and every
- * `workers`-th of `rows` (the ascending distinct rows of L the batch
- * touched). The shares partition the update, and AdaGrad is element-wise, so
- * the bytes do not depend on how it is shared out. Rows are dealt out in turn
+ * Worker `worker` of `workers`'s share of one update whose gradients are
+ * summed over the shards' buffers, as AdaGrad ranges: its slice of the
+ * dense groups after V and W ([share.unpackedTo, share.to); the rest is
+ * denseRanges'), and every `workers`-th of `rows` (the ascending distinct
+ * rows of L the batch touched). The shares partition the update, and
+ * AdaGrad is element-wise, so the bytes do not depend on how it is shared
+ * out. Rows are dealt out in turn
  * rather than in two halves because ids follow first appearance in the
  * training set: the high half is rare words, whose rows are cold in cache,
  * and with halves the second worker's update took 1.3-1.7× the first's
  * (instrumented workers, 3 epochs at 2 threads, three runs).
  */
-export function updateShare(
-  config: UpdateConfig,
-  { from, to }: DenseShare,
-  rows: Int32Array,
-  worker: number,
-  workers: number,
-): { ranges: Int32Array; lambdas: Float32Array } {
+export function updateShare(config: UpdateConfig, { unpackedTo: from, to }: DenseShare, rows: Int32Array, worker: number, workers: number): UpdateRanges {
   // Written straight into typed arrays: it runs once per batch in every worker (~4 µs; ~12 with arrays pushed to).
   const most = config.dense.length + Math.ceil(rows.length / workers);
   const ranges = new Int32Array(2 * most);

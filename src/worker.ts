@@ -18,7 +18,7 @@
 import { workerData } from 'node:worker_threads';
 import { distinctSorted, TreeTable } from './batch';
 import { createWorkspace, native, weightGradientParts, type Schedule } from './native';
-import { aborted, barrier, COMPLETED, POSTED, READIED, SLOTS, updateShare, waitWhileEqual, type WorkerInit } from './pool';
+import { aborted, barrier, COMPLETED, denseRanges, POSTED, READIED, SLOTS, updateShare, waitWhileEqual, type WorkerInit } from './pool';
 
 const init = workerData as WorkerInit;
 const table = new TreeTable(init.table);
@@ -30,6 +30,10 @@ const W = init.workers;
 const batchSize = trees.length / SLOTS;
 const stripe = Math.max(1, init.dims.vocab);
 const u = init.update;
+const { firstUnit, endUnit } = init.share;
+// This worker's V and W: their gradient is in the first shard's buffer alone, unpacked there from all shards' sum.
+const unpacked = denseRanges(u, init.share.from, init.share.unpackedTo);
+const firstGrad = init.grads.slice(0, 1);
 
 // Weight-gradient task t is part t mod P of shard ⌊t / P⌋ (rntn.h, kWeightGradientParts).
 // This worker looks for tasks to claim in this order: its own shards' first.
@@ -149,11 +153,16 @@ for (let n = 1; ; n++) {
     const touched: number[] = [];
     for (let s = 0; s < S; s++) for (const w of shardWords.subarray(s * stripe, s * stripe + shardWordCount[s])) touched.push(w);
     const { ranges, lambdas } = updateShare(u, init.share, distinctSorted(touched), init.worker, W);
-    const { firstUnit, endUnit } = init.share;
-    // ∂V and ∂W of this worker's units, the shards' packed gradients summed in shard order, into the first shard's buffer.
-    if (endUnit > firstUnit) native().unpackWeightGradients(init.packed, init.grads[0], init.dims, firstUnit, endUnit);
     finite = native().adagradStep(init.params, u.history, init.grads, ranges, lambdas, scale[slot], learningRate[slot], u.epsilon);
-    if (endUnit > firstUnit) native().prepareParameters(init.params, init.dims, init.prepared, firstUnit, endUnit);
+    if (endUnit > firstUnit) {
+      // ∂V and ∂W of this worker's units, the shards' packed gradients summed in shard order (the
+      // order AdaGrad sums the shards' buffers in: the same bytes), then their step from that buffer
+      // alone: the other shards' buffers hold no ∂V or ∂W to read and zero.
+      native().unpackWeightGradients(init.packed, init.grads[0], init.dims, firstUnit, endUnit);
+      const step = native().adagradStep(init.params, u.history, firstGrad, unpacked.ranges, unpacked.lambdas, scale[slot], learningRate[slot], u.epsilon);
+      finite &&= step;
+      native().prepareParameters(init.params, init.dims, init.prepared, firstUnit, endUnit);
+    }
   }
   workerNodes[slot * W + init.worker] = nodes;
   workerFinite[slot * W + init.worker] = finite ? 1 : 0;

@@ -8,7 +8,7 @@ import { syntheticSplits } from '../src/synthetic';
 import { TreeTable } from '../src/batch';
 import { Model } from '../src/model';
 import { createWorkspace, nativeDims } from '../src/native';
-import { denseShares, TrainingPool, updateShare, type UpdateConfig } from '../src/pool';
+import { denseRanges, denseShares, TrainingPool, updateShare, type UpdateConfig } from '../src/pool';
 import { Vocabulary } from '../src/vocab';
 import { AdaGrad, DEFAULT_TRAIN_OPTIONS, splitIntoShards, train, updateConfig, type TrainOptions } from '../src/train';
 
@@ -135,7 +135,7 @@ describe('multi-threaded training', () => {
     for (const g of grads) expect(g.every((x) => x === 0)).toBe(true);
   });
 
-  it("shares each update out so that the workers' shares cover every index exactly once", () => {
+  it("shares each update out so that the workers' shares cover every index exactly once, each unit of V and W whole", () => {
     const vocab = new Vocabulary(['*UNK*', 'a', 'b', 'c', 'd', 'e', 'f', 'g']);
     const model = Model.create(vocab, { dim: 3, seed: 1 });
     const config = updateConfig(model, DEFAULT_TRAIN_OPTIONS.lambda, new AdaGrad(model.params.length, 1e-3));
@@ -156,13 +156,19 @@ describe('multi-threaded training', () => {
           expect(rebuiltBy.has(q), `unit ${q} rebuilt twice with ${workers} workers`).toBe(false);
           rebuiltBy.set(q, w);
         }
-        const { ranges, lambdas } = updateShare(config, share, rows, w, workers);
-        for (let j = 0; j < lambdas.length; j++) {
-          for (let i = ranges[2 * j]; i < ranges[2 * j + 1]; i++) {
-            expect(seen.has(i), `index ${i} twice with ${workers} workers`).toBe(false);
-            seen.set(i, lambdas[j]);
-            // Whoever updates a value of V or W rebuilds its unit.
-            if (unitOf(i) >= 0) expect(rebuiltBy.get(unitOf(i)), `unit of index ${i} with ${workers} workers`).toBe(w);
+        // V and W from the unpacked gradient, the rest from the shards' sum.
+        for (const [{ ranges, lambdas }, unpacked] of [
+          [denseRanges(config, share.from, share.unpackedTo), true],
+          [updateShare(config, share, rows, w, workers), false],
+        ] as const) {
+          for (let j = 0; j < lambdas.length; j++) {
+            for (let i = ranges[2 * j]; i < ranges[2 * j + 1]; i++) {
+              expect(seen.has(i), `index ${i} twice with ${workers} workers`).toBe(false);
+              seen.set(i, lambdas[j]);
+              expect(unitOf(i) >= 0, `index ${i} ${unpacked ? '' : 'not '}unpacked`).toBe(unpacked);
+              // Whoever updates a value of V or W unpacks and rebuilds its unit.
+              if (unpacked) expect(rebuiltBy.get(unitOf(i)), `unit of index ${i} with ${workers} workers`).toBe(w);
+            }
           }
         }
       });
