@@ -8,6 +8,9 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
+
+#include "rntn.h"
 
 namespace rntn {
 
@@ -15,6 +18,16 @@ struct AdaGradRange {
   size_t start, end;  // [start, end) in the parameter buffer
   float lambda;       // L2 weight of the range's parameter group
 };
+
+// One parameter's step from its summed gradient: g = scale·sum + λ·θ;
+// h += g²; θ −= lr·g / (√h + ε). `poison` becomes NaN when g is NaN or ±∞.
+inline void adagradValue(float& theta, float& history, float sum, float lambda, float scale, float lr, float eps, float& poison) {
+  const float v = scale * sum + lambda * theta;
+  poison += v * 0;
+  const float h = history + v * v;
+  history = h;
+  theta -= lr * v / (std::sqrt(h) + eps);
+}
 
 // For i in each range: g = scale·Σ_s grads[s][i] + λ·θ_i; h_i += g²;
 // θ_i −= lr·g / (√h_i + ε); grads[s][i] = 0. Returns false if a g was not
@@ -36,11 +49,7 @@ inline void adagradRange(float* params, float* history, float* const* grads, siz
       sum += g[s][i];
       g[s][i] = 0;
     }
-    const float v = scale * sum + lambda * params[i];
-    poison += v * 0;
-    const float h = history[i] + v * v;
-    history[i] = h;
-    params[i] -= lr * v / (std::sqrt(h) + eps);
+    adagradValue(params[i], history[i], sum, lambda, scale, lr, eps, poison);
   }
 }
 
@@ -69,6 +78,31 @@ inline bool adagradStep(float* params, float* history, float* const* grads, int 
         adagradRange<1>(params, history, grads, start, end, lambda, scale, lr, eps, poison);
       }
     }
+  }
+  return poison == 0;
+}
+
+// The step of V and W's units [first, end) (rntn.h, unpackUnit), their
+// gradient the sum of n packed weight gradients in order: what adagradStep
+// does with the unpacked sum in a gradient buffer, byte for byte, without
+// the buffer. Each unit is unpacked into `unit` (a slice's worth, in L1)
+// and stepped from there, so the unpack's mirrored writes stay in L1 and
+// nothing is written out, read back and zeroed. λ_V for the slices of V, λ_W
+// for W. Returns false if a g was not finite.
+inline bool adagradPackedStep(float* params, float* history, const float* const* packed, int n, const Dims& k, int first, int end, float lambdaV,
+                              float lambdaW, float scale, float lr, float eps) {
+  const int d = k.d;
+  std::vector<float> unit(unitSize(d, 0)), sum(static_cast<size_t>(quadraticRows(d)));
+  float poison = 0;
+  for (int u = first; u < end; u++) {
+    unpackUnit(d, packed, n, u, unit.data(), false, sum.data());
+    const size_t at = Layout(k).V + static_cast<size_t>(u) * unitSize(d, 0), size = unitSize(d, u);
+    const float lambda = u < d ? lambdaV : lambdaW;
+    float* theta = params + at;
+    float* h = history + at;
+    const float* g = unit.data();
+#pragma omp simd reduction(+ : poison)
+    for (size_t i = 0; i < size; i++) adagradValue(theta[i], h[i], g[i], lambda, scale, lr, eps, poison);
   }
   return poison == 0;
 }

@@ -507,6 +507,7 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
                              InstanceMethod<&RntnAddon::BlasInfo>("blasInfo"),
                              InstanceMethod<&RntnAddon::BlasThreads>("blasThreads"),
                              InstanceMethod<&RntnAddon::AdaGradStep>("adagradStep"),
+                             InstanceMethod<&RntnAddon::AdaGradPackedStep>("adagradPackedStep"),
                              InstanceMethod<&RntnAddon::GemmSelfTest>("gemmSelfTest"),
                              InstanceMethod<&RntnAddon::SgemmRate>("sgemmRate"),
                              InstanceMethod<&RntnAddon::TanhError>("tanhMaxRelativeError"),
@@ -630,7 +631,7 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
     std::vector<float> sum(static_cast<size_t>(rntn::quadraticRows(k.d)));
     const Layout at(k);
     rntn::unpackWeightGradient<float>(k.d, packed.data(), static_cast<int>(packed.size()), static_cast<int>(range[0]), static_cast<int>(range[1]),
-                                      grad.data + at.V, grad.data + at.W, false, sum.data());
+                                      grad.data + at.V, false, sum.data());
     return env.Undefined();
   }
 
@@ -688,6 +689,54 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
     const bool finite = rntn::adagradStep(params.data, history.data, grads.data(), static_cast<int>(grads.size()), rs.data(),
                                           static_cast<int>(rs.size()), static_cast<float>(scalars[0]), static_cast<float>(scalars[1]),
                                           static_cast<float>(scalars[2]));
+    return Napi::Boolean::New(env, finite);
+  }
+
+  // adagradPackedStep(params, history, packed[], dims, first, end, lambdaV, lambdaW, scale, lr, eps) → finite?
+  // The step of V and W's units [first, end), their gradient the sum of the
+  // packed weight gradients in array order (adagrad.h).
+  Napi::Value AdaGradPackedStep(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 11) throwType(env, "adagradPackedStep(params, history, packed, dims, first, end, lambdaV, lambdaW, scale, lr, eps) takes 11 arguments");
+    if (!info[2].IsArray()) throwType(env, "packed must be an array of Float32Arrays");
+    const Dims k = dimsArg(info[3]);
+    double numbers[7];
+    for (int i = 0; i < 7; i++) {
+      if (!info[4 + i].IsNumber()) throwType(env, "first, end, lambdaV, lambdaW, scale, lr and eps must be numbers");
+      numbers[i] = info[4 + i].As<Napi::Number>().DoubleValue();
+    }
+    const int units = rntn::preparedUnits(k.d);
+    if (!isIntegerIn(numbers[0], 0, units) || !isIntegerIn(numbers[1], 0, units)) {
+      throwRange(env, "first and end must be integers in [0, " + std::to_string(units) + "]");
+    }
+    if (numbers[0] > numbers[1]) throwRange(env, "first must not be after end");
+    // Every element first: reading one may run a getter (JavaScript that could
+    // detach a buffer), so raw pointers are taken only after the last of them.
+    Napi::Array packedArray = info[2].As<Napi::Array>();
+    std::vector<Napi::Value> packedValues;
+    for (uint32_t s = 0; s < packedArray.Length(); s++) packedValues.push_back(packedArray.Get(s));
+    if (packedValues.empty()) throwRange(env, "packed must hold at least one packed weight gradient");
+    auto float32 = [&](const Napi::Value& v, const std::string& name) {
+      Napi::TypedArray a = typedArrayArg(v, name);
+      if (a.TypedArrayType() != napi_float32_array) throwType(env, name + " must be a Float32Array");
+      Span<float> span = spanOf<float>(a);
+      if (span.length != Layout(k).size) throwRange(env, name + " has " + std::to_string(span.length) + " values, dims need " + std::to_string(Layout(k).size));
+      return span;
+    };
+    Span<float> params = float32(info[0], "params"), history = float32(info[1], "history");
+    if (overlaps(params.data, params.length * 4, history.data, history.length * 4)) throwRange(env, "params and history must not share memory");
+    std::vector<const float*> packed;
+    for (uint32_t s = 0; s < packedValues.size(); s++) {
+      const std::string name = "packed[" + std::to_string(s) + "]";
+      Span<float> p = packedArg(env, packedValues[s], name, k);
+      if (overlaps(p.data, p.length * 4, params.data, params.length * 4) || overlaps(p.data, p.length * 4, history.data, history.length * 4)) {
+        throwRange(env, name + " must not share memory with params or history");
+      }
+      packed.push_back(p.data);
+    }
+    const bool finite = rntn::adagradPackedStep(params.data, history.data, packed.data(), static_cast<int>(packed.size()), k, static_cast<int>(numbers[0]),
+                                                static_cast<int>(numbers[1]), static_cast<float>(numbers[2]), static_cast<float>(numbers[3]),
+                                                static_cast<float>(numbers[4]), static_cast<float>(numbers[5]), static_cast<float>(numbers[6]));
     return Napi::Boolean::New(env, finite);
   }
 

@@ -101,7 +101,7 @@ struct Workspace {
   std::vector<T> TZ;      // (2d²+d) × Nint: [Vsf; W]·c per internal node (one level's worth without grad)
   std::vector<T> Q;       // rows × window: a band of [upper(c cᵀ); c] per internal node (quadraticFeatures)
   std::vector<T> dU;      // a schedule's packed weight gradient (packedWeightGradientSize), unpacked into ∂V and ∂W at the end
-  std::vector<T> sum;     // one part's band of rows, summed over packed weight gradients (unpackWeightGradient)
+  std::vector<T> sum;     // one part's band of rows, summed over packed weight gradients (unpackUnit)
   std::vector<T> VsWt;    // [Vsf; W] transposed: column-major (2d²+d) × 2d
   std::vector<T> dC;      // 2d × B error sent to the children of a level
   std::vector<T> M;       // d × N dropout multipliers (0 or 1/(1 − rate)); unused without dropout
@@ -258,16 +258,16 @@ inline size_t packedPartOffset(int d, int p) {
   return offset;
 }
 
-// ∂V[k] for k in the units [first, end) ∩ [0, d) and, if unit d is among
-// them, ∂W, from the sum of n packed weight gradients (packed[0] + packed[1]
-// + …, in that order): ∂V[k]_im and ∂V[k]_mi get the sum's entry for (i, m)
-// (the gradient is symmetric; the inverse of quadraticFeatures' packing),
-// ∂W_kj that for c's row j. Added to dV and dW, or written over them when
-// `accumulate` is false. The units are prepareParameters' (V[k] alone, W
-// alone), so that the training pool's workers unpack the units they then
-// update (src/worker.ts). `sum` holds one band's rows.
+// The gradient of unit `unit` (prepareParameters' units: V[unit] for unit
+// < d, W for unit d) from the sum of n packed weight gradients, taken in
+// order (packed[0] + packed[1] + …): ∂V[k]_im and ∂V[k]_mi both get the
+// sum's entry for (i, m) (the gradient is symmetric; the inverse of
+// quadraticFeatures' packing), ∂W_kj that for c's row j of column k. Into
+// `out`, the unit's values in the parameter layout (row-major 2d × 2d, or
+// d × 2d), added or, when `accumulate` is false, written over. `sum` holds
+// one band's rows.
 template <typename T>
-inline void unpackWeightGradient(int d, const T* const* packed, int n, int first, int end, T* dV, T* dW, bool accumulate, T* sum) {
+inline void unpackUnit(int d, const T* const* packed, int n, int unit, T* out, bool accumulate, T* sum) {
   const int d2 = 2 * d;
   auto put = [accumulate](T& to, T value) { to = accumulate ? to + value : value; };
   // Rows [from, from + rows) of column k of part p's block, summed over the packed gradients in order.
@@ -281,29 +281,35 @@ inline void unpackWeightGradient(int d, const T* const* packed, int n, int first
     }
     return static_cast<const T*>(sum);
   };
-  for (int k = first; k < std::min(end, d); k++) {
-    T* Vk = dV + static_cast<size_t>(k) * d2 * d2;
+  if (unit < d) {
     for (int p = 0; p < kWeightGradientParts; p++) {
       const QuadraticBand band = quadraticBand(d, p);
-      const T* u = summed(p, k, 0, band.rows(d) - (band.withC ? d2 : 0));
+      const T* u = summed(p, unit, 0, band.rows(d) - (band.withC ? d2 : 0));
       for (int i = band.first; i < band.end; i++) {
-        put(Vk[i * d2 + i], *u++);
+        put(out[i * d2 + i], *u++);
         for (int m = i + 1; m < d2; m++, u++) {
-          put(Vk[i * d2 + m], *u);
-          put(Vk[m * d2 + i], *u);
+          put(out[i * d2 + m], *u);
+          put(out[m * d2 + i], *u);
         }
       }
     }
-  }
-  if (first <= d && d < end) {
+  } else {
     const int last = kWeightGradientParts - 1;
     const QuadraticBand band = quadraticBand(d, last);
     for (int k = 0; k < d; k++) {
       const T* c = summed(last, k, band.rows(d) - d2, d2);  // c's rows end the last band
-      T* Wk = dW + static_cast<size_t>(k) * d2;
-      for (int j = 0; j < d2; j++) put(Wk[j], c[j]);
+      for (int j = 0; j < d2; j++) put(out[k * d2 + j], c[j]);
     }
   }
+}
+
+// Values of unit `unit` (4d² for a slice of V, 2d² for W).
+inline size_t unitSize(int d, int unit) { return static_cast<size_t>(unit < d ? 4 : 2) * d * d; }
+
+// unpackUnit for the units [first, end), into ∂V and ∂W (dV, then dW right after it).
+template <typename T>
+inline void unpackWeightGradient(int d, const T* const* packed, int n, int first, int end, T* dV, bool accumulate, T* sum) {
+  for (int unit = first; unit < end; unit++) unpackUnit(d, packed, n, unit, dV + static_cast<size_t>(unit) * unitSize(d, 0), accumulate, sum);
 }
 
 // e_j += Σ_k δ_k·(Vs[k]c_j): the tensor's share of the error sent to the children.
@@ -381,8 +387,10 @@ void packedWeightGradient(const Dims& k, int internal, const T* inputs, T* packe
   const QuadraticBand band = quadraticBand(d, part);
   const int rows = band.rows(d);
   T* dU = packed + packedPartOffset(d, part);
-  std::fill_n(dU, static_cast<size_t>(rows) * d, T(0));
-  if (internal == 0) return;
+  if (internal == 0) {
+    std::fill_n(dU, static_cast<size_t>(rows) * d, T(0));
+    return;
+  }
   const T* Cin = inputs;
   const T* D = inputs + static_cast<size_t>(d2) * internal;
   const int window = std::min(internal, static_cast<int>(std::max<size_t>(16, kWeightGradientWindowBytes / (sizeof(T) * rows))));
@@ -390,7 +398,8 @@ void packedWeightGradient(const Dims& k, int internal, const T* inputs, T* packe
   for (int from = 0; from < internal; from += window) {
     const int cols = std::min(window, internal - from);
     quadraticFeatures(d, band, cols, Cin + static_cast<size_t>(from) * d2, Q);
-    gemm(false, true, rows, d, cols, T(1), Q, rows, D + static_cast<size_t>(from) * d, d, T(1), dU, rows);
+    // The first window writes the block (β = 0: no zeroing pass first), the others add to it.
+    gemm(false, true, rows, d, cols, T(1), Q, rows, D + static_cast<size_t>(from) * d, d, T(from == 0 ? 0 : 1), dU, rows);
   }
 }
 
@@ -534,7 +543,7 @@ double forwardBackwardPrepared(const Dims& k, const T* params, const T* VsWt, T*
     for (int part = 0; part < kWeightGradientParts; part++) packedWeightGradient(k, nInternal, static_cast<const T*>(inputs), packed, w, part);
     const T* sources[] = {packed};
     T* sum = Workspace<T>::sized(w.sum, static_cast<size_t>(quadraticRows(d)));
-    unpackWeightGradient(d, sources, 1, 0, preparedUnits(d), grad + at.V, grad + at.W, true, sum);
+    unpackWeightGradient(d, sources, 1, 0, preparedUnits(d), grad + at.V, true, sum);
   }
 
   // Leaves: ∂L[word] += g (times tanh' when the leaf activation is tanh).

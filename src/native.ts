@@ -106,6 +106,24 @@ interface Addon {
   blasInfo(): { corename: string; config: string; threads: number };
   blasThreads(n?: number): number;
   adagradStep(params: Float32Array, history: Float32Array, grads: Float32Array[], ranges: Int32Array, lambdas: Float32Array, scale: number, lr: number, eps: number): boolean;
+  /**
+   * The AdaGrad step of V and W's units [first, end) (see unpackWeightGradients), their gradient
+   * the sum of `packed` in array order: adagradStep on that sum unpacked, byte for byte, with
+   * λ_V for V's slices and λ_W for W. Returns false if a gradient value was not finite.
+   */
+  adagradPackedStep(
+    params: Float32Array,
+    history: Float32Array,
+    packed: Float32Array[],
+    dims: NativeDims,
+    first: number,
+    end: number,
+    lambdaV: number,
+    lambdaW: number,
+    scale: number,
+    lr: number,
+    eps: number,
+  ): boolean;
   gemmSelfTest(): { float32: number; float64: number };
   sgemmRate(n: number, repetitions: number): number;
   tanhMaxRelativeError(): number;

@@ -117,10 +117,11 @@ export interface BatchChannel {
 
 /**
  * A worker's part of every update (denseShares): the slice [from, to) of the
- * dense groups it applies AdaGrad to, of which [from, unpackedTo) is V and W
- * (their gradient is the one the worker unpacks, already summed over the
- * shards, into the first shard's buffer), and the units [firstUnit, endUnit)
- * of ∂V, ∂W and the prepared parameters that slice is made of.
+ * dense groups it applies AdaGrad to. [from, unpackedTo) of it is the units
+ * [firstUnit, endUnit) of V and W, which it steps from the shards' packed
+ * weight gradients (native adagradPackedStep, with λ_V and λ_W) and whose
+ * prepared parameters it then rebuilds; the rest, [unpackedTo, to), is
+ * stepped from the shards' gradient buffers (updateShare).
  */
 export interface DenseShare {
   from: number;
@@ -128,13 +129,11 @@ export interface DenseShare {
   unpackedTo: number;
   firstUnit: number;
   endUnit: number;
+  lambdaV: number;
+  lambdaW: number;
 }
 
-/** AdaGrad ranges: [start, end) pairs into the parameters, and each one's λ. */
-export interface UpdateRanges {
-  ranges: Int32Array;
-  lambdas: Float32Array;
-}
+
 
 /** What every worker receives once, at start (shared memory stays shared). */
 export interface WorkerInit {
@@ -147,7 +146,7 @@ export interface WorkerInit {
   grads: Float32Array[];
   /** Per shard: its weight-gradient inputs (NativeWorkspace.forwardBackwardShards's `deferTo`), readable by every worker. */
   deferred: Float32Array[];
-  /** Per shard: its packed weight gradient (NativeWorkspace.packedWeightGradient), unpacked, summed, by the update. */
+  /** Per shard: its packed weight gradient (NativeWorkspace.packedWeightGradient), summed and unpacked by the update. */
   packed: Float32Array[];
   table: TreeTableData;
   dims: NativeDims;
@@ -439,12 +438,12 @@ export function waitWhileEqual(array: Int32Array, index: number, value: number, 
 }
 
 /**
- * Each worker's slice of the dense groups and the units of ∂V, ∂W and the
- * prepared parameters it unpacks and rebuilds. Both are built in units
- * (unit q < dim is V[q] alone, unit dim W alone: native unpackWeightGradients
- * and prepareParameters), so the slices, about equal, have their ends moved
- * to the nearest edge of a unit: each unit is unpacked, updated and rebuilt
- * by one worker, in one go, while it is in that worker's cache, and nobody
+ * Each worker's slice of the dense groups and the units of V and W it steps
+ * and rebuilds. ∂V, ∂W and the prepared parameters are made in units (unit
+ * q < dim is V[q] alone, unit dim W alone: native adagradPackedStep and
+ * prepareParameters), so the slices, about equal, have their ends moved to
+ * the nearest edge of a unit: each unit is unpacked, stepped and rebuilt by
+ * one worker, in one go, while it is in that worker's cache, and nobody
  * waits for anybody to do it. Each worker does 1 / workers of it instead of
  * all.
  */
@@ -467,27 +466,20 @@ export function denseShares(config: UpdateConfig, dims: NativeDims, workers: num
   };
   // Units before a cut (the cuts are edges, or outside V and W).
   const unitsBefore = (at: number) => (updatesUnits ? edges.slice(0, dims.dim + 1).filter((e) => e < at).length : 0);
+  const lambdaAt = (offset: number) => config.dense.find((g) => g.start <= offset && offset < g.end)?.lambda ?? 0;
   return Array.from({ length: workers }, (_, w) => {
     const from = cut(w);
     const to = cut(w + 1);
-    return { from, to, unpackedTo: updatesUnits ? Math.min(Math.max(from, last), to) : from, firstUnit: unitsBefore(from), endUnit: unitsBefore(to) };
+    const unpackedTo = updatesUnits ? Math.min(Math.max(from, last), to) : from;
+    return { from, to, unpackedTo, firstUnit: unitsBefore(from), endUnit: unitsBefore(to), lambdaV: lambdaAt(first), lambdaW: lambdaAt(edges[dims.dim]) };
   });
-}
-
-/** The dense groups' values in [from, to), as AdaGrad ranges: for a worker's V and W, [share.from, share.unpackedTo). */
-export function denseRanges(config: UpdateConfig, from: number, to: number): UpdateRanges {
-  const pieces = config.dense.filter((g) => Math.max(g.start, from) < Math.min(g.end, to));
-  return {
-    ranges: Int32Array.from(pieces.flatMap((g) => [Math.max(g.start, from), Math.min(g.end, to)])),
-    lambdas: Float32Array.from(pieces, (g) => g.lambda),
-  };
 }
 
 /**
  * Worker `worker` of `workers`'s share of one update whose gradients are
- * summed over the shards' buffers, as AdaGrad ranges: its slice of the
- * dense groups after V and W ([share.unpackedTo, share.to); the rest is
- * denseRanges'), and every `workers`-th of `rows` (the ascending distinct
+ * summed over the shards' buffers, as [start, end) pairs and their λs: its
+ * slice of the dense groups after V and W ([share.unpackedTo, share.to)),
+ * and every `workers`-th of `rows` (the ascending distinct
  * rows of L the batch touched). The shares partition the update, and
  * AdaGrad is element-wise, so the bytes do not depend on how it is shared
  * out. Rows are dealt out in turn
@@ -496,7 +488,13 @@ export function denseRanges(config: UpdateConfig, from: number, to: number): Upd
  * and with halves the second worker's update took 1.3-1.7× the first's
  * (instrumented workers, 3 epochs at 2 threads, three runs).
  */
-export function updateShare(config: UpdateConfig, { unpackedTo: from, to }: DenseShare, rows: Int32Array, worker: number, workers: number): UpdateRanges {
+export function updateShare(
+  config: UpdateConfig,
+  { unpackedTo: from, to }: DenseShare,
+  rows: Int32Array,
+  worker: number,
+  workers: number,
+): { ranges: Int32Array; lambdas: Float32Array } {
   // Written straight into typed arrays: it runs once per batch in every worker (~4 µs; ~12 with arrays pushed to).
   const most = config.dense.length + Math.ceil(rows.length / workers);
   const ranges = new Int32Array(2 * most);

@@ -259,6 +259,22 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
       const g = grad();
       return native().unpackWeightGradients([g.subarray(0, 176)], g, dims, 0, 5);
     }, /packed\[0\] and grad must not share memory/],
+    ['adagradPackedStep: too few arguments', () => (native().adagradPackedStep as any)(model.params.slice(), grad(), [packed()], dims, 0, 5), /takes 11 arguments/],
+    ['adagradPackedStep: packed not an array', () => native().adagradPackedStep(model.params.slice(), grad(), packed() as any, dims, 0, 5, 0, 0, 1, 0.1, 1e-3), /packed must be an array/],
+    ['adagradPackedStep: no packed gradients', () => native().adagradPackedStep(model.params.slice(), grad(), [], dims, 0, 5, 0, 0, 1, 0.1, 1e-3), /at least one packed weight gradient/],
+    ['adagradPackedStep: a unit past the last', () => native().adagradPackedStep(model.params.slice(), grad(), [packed()], dims, 0, 6, 0, 0, 1, 0.1, 1e-3), /first and end must be integers in \[0, 5\]/],
+    ['adagradPackedStep: first after end', () => native().adagradPackedStep(model.params.slice(), grad(), [packed()], dims, 3, 2, 0, 0, 1, 0.1, 1e-3), /first must not be after end/],
+    ['adagradPackedStep: a λ that is not a number', () => native().adagradPackedStep(model.params.slice(), grad(), [packed()], dims, 0, 5, '1' as any, 0, 1, 0.1, 1e-3), /must be numbers/],
+    ['adagradPackedStep: history too short', () => native().adagradPackedStep(model.params.slice(), new Float32Array(3), [packed()], dims, 0, 5, 0, 0, 1, 0.1, 1e-3), /history has 3 values/],
+    ['adagradPackedStep: history inside params', () => {
+      const p = model.params.slice();
+      return native().adagradPackedStep(p, p, [packed()], dims, 0, 5, 0, 0, 1, 0.1, 1e-3);
+    }, /params and history must not share memory/],
+    ['adagradPackedStep: a packed gradient of the wrong length', () => native().adagradPackedStep(model.params.slice(), grad(), [new Float32Array(5)], dims, 0, 5, 0, 0, 1, 0.1, 1e-3), /packed\[0\] has 5 values/],
+    ['adagradPackedStep: a packed gradient inside history', () => {
+      const h = grad();
+      return native().adagradPackedStep(model.params.slice(), h, [h.subarray(0, 176)], dims, 0, 5, 0, 0, 1, 0.1, 1e-3);
+    }, /packed\[0\] must not share memory with params or history/],
     ['shards: a bad schedule among good ones', () => {
       const bad = schedule();
       bad.word[0] = 99;
@@ -472,6 +488,33 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
     const { V, b } = model.layout.offsets;
     for (let i = V; i < b; i++) expect(together[i], `index ${i}`).toBe(Math.fround(Math.fround(own[0][i] + own[1][i]) + own[2][i]));
     expect(own[1].subarray(V, b).every((x) => x === 0)).toBe(true);
+  });
+
+  it('adagradPackedStep is adagradStep on the unpacked sum, byte for byte, and flags a non-finite gradient', () => {
+    // Two shards' packed weight gradients (deferred, as the pool does it), and their sum unpacked into a buffer.
+    const packs = [schedule(), { ...schedule(), label: Int32Array.from(schedule().label, (l) => (l < 0 ? l : 4 - l)) }].map((s) => {
+      const inputs = new Float32Array(weightGradientInputSize(dims.dim, 2));
+      ws.forwardBackwardShards(model.params, [grad()], dims, [s], [inputs]);
+      const p = packed();
+      for (let part = 0; part < weightGradientParts(); part++) ws.packedWeightGradient(inputs, 2, p, dims, part);
+      return p;
+    });
+    const unpacked = grad();
+    native().unpackWeightGradients(packs, unpacked, dims, 0, dims.dim + 1);
+    const { V, W, b } = model.layout.offsets;
+    const [lambdaV, lambdaW] = [0.3, 1e-3];
+    const history = grad().fill(0.5);
+    const [params1, history1] = [model.params.slice(), history.slice()];
+    expect(native().adagradStep(params1, history1, [unpacked], Int32Array.of(V, W, W, b), Float32Array.of(lambdaV, lambdaW), 1 / 3, 0.01, 1e-3)).toBe(true);
+    // In two calls, W first: the units are independent.
+    const [params2, history2] = [model.params.slice(), history.slice()];
+    expect(native().adagradPackedStep(params2, history2, packs, dims, dims.dim, dims.dim + 1, lambdaV, lambdaW, 1 / 3, 0.01, 1e-3)).toBe(true);
+    expect(native().adagradPackedStep(params2, history2, packs, dims, 0, dims.dim, lambdaV, lambdaW, 1 / 3, 0.01, 1e-3)).toBe(true);
+    expect(Buffer.from(params2.buffer).equals(Buffer.from(params1.buffer))).toBe(true);
+    expect(Buffer.from(history2.buffer).equals(Buffer.from(history1.buffer))).toBe(true);
+    expect(params2.subarray(V, b).some((x, i) => x !== model.params[V + i])).toBe(true);
+    packs[1][7] = NaN;
+    expect(native().adagradPackedStep(params2, history2, packs, dims, 0, 1, lambdaV, lambdaW, 1 / 3, 0.01, 1e-3)).toBe(false);
   });
 
   it('still computes after all those errors', () => {

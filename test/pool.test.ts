@@ -8,7 +8,7 @@ import { syntheticSplits } from '../src/synthetic';
 import { TreeTable } from '../src/batch';
 import { Model } from '../src/model';
 import { createWorkspace, nativeDims } from '../src/native';
-import { denseRanges, denseShares, TrainingPool, updateShare, type UpdateConfig } from '../src/pool';
+import { denseShares, TrainingPool, updateShare, type UpdateConfig } from '../src/pool';
 import { Vocabulary } from '../src/vocab';
 import { AdaGrad, DEFAULT_TRAIN_OPTIONS, splitIntoShards, train, updateConfig, type TrainOptions } from '../src/train';
 
@@ -150,30 +150,32 @@ describe('multi-threaded training', () => {
     const unitOf = (i: number) => (i < offsets.W ? Math.floor((i - offsets.V) / 36) : i < offsets.b ? 3 : -1);
     for (const workers of [1, 2, 3, 4, 7]) {
       const seen = new Map<number, number>();
-      const rebuiltBy = new Map<number, number>();
+      const steppedBy = new Map<number, number>();
       denseShares(config, dims, workers).forEach((share, w) => {
         for (let q = share.firstUnit; q < share.endUnit; q++) {
-          expect(rebuiltBy.has(q), `unit ${q} rebuilt twice with ${workers} workers`).toBe(false);
-          rebuiltBy.set(q, w);
+          expect(steppedBy.has(q), `unit ${q} stepped twice with ${workers} workers`).toBe(false);
+          steppedBy.set(q, w);
         }
-        // V and W from the unpacked gradient, the rest from the shards' sum.
-        for (const [{ ranges, lambdas }, unpacked] of [
-          [denseRanges(config, share.from, share.unpackedTo), true],
-          [updateShare(config, share, rows, w, workers), false],
-        ] as const) {
-          for (let j = 0; j < lambdas.length; j++) {
-            for (let i = ranges[2 * j]; i < ranges[2 * j + 1]; i++) {
-              expect(seen.has(i), `index ${i} twice with ${workers} workers`).toBe(false);
-              seen.set(i, lambdas[j]);
-              expect(unitOf(i) >= 0, `index ${i} ${unpacked ? '' : 'not '}unpacked`).toBe(unpacked);
-              // Whoever updates a value of V or W unpacks and rebuilds its unit.
-              if (unpacked) expect(rebuiltBy.get(unitOf(i)), `unit of index ${i} with ${workers} workers`).toBe(w);
-            }
+        // V and W: whole units, stepped from the packed gradients; the rest from the shards' buffers.
+        const [V, W] = [config.dense[0].lambda, config.dense[1].lambda]; // updateConfig lists V, W, b, Ws, bs
+        expect([share.lambdaV, share.lambdaW]).toEqual([V, W]);
+        for (let i = share.from; i < share.unpackedTo; i++) {
+          expect(seen.has(i), `index ${i} twice with ${workers} workers`).toBe(false);
+          seen.set(i, Math.fround(i < offsets.W ? V : W));
+          expect(unitOf(i) >= share.firstUnit && unitOf(i) < share.endUnit, `index ${i}'s unit stepped by worker ${w}`).toBe(true);
+        }
+        if (share.endUnit > share.firstUnit) expect(share.unpackedTo - share.from).toBe(36 * Math.min(share.endUnit, 3) - 36 * share.firstUnit + (share.endUnit > 3 ? 18 : 0));
+        const { ranges, lambdas } = updateShare(config, share, rows, w, workers);
+        for (let j = 0; j < lambdas.length; j++) {
+          for (let i = ranges[2 * j]; i < ranges[2 * j + 1]; i++) {
+            expect(seen.has(i), `index ${i} twice with ${workers} workers`).toBe(false);
+            expect(unitOf(i), `index ${i} of V or W among the summed ranges`).toBe(-1);
+            seen.set(i, lambdas[j]);
           }
         }
       });
       expect(new Map([...seen].sort((a, b) => a[0] - b[0]))).toEqual(expected);
-      expect([...rebuiltBy.keys()].sort()).toEqual([0, 1, 2, 3]);
+      expect([...steppedBy.keys()].sort()).toEqual([0, 1, 2, 3]);
     }
     // Dense groups that cut a unit would leave it stale.
     const cutting = { ...config, dense: [{ start: 10, end: offsets.b, lambda: 0 }] };
