@@ -104,7 +104,7 @@ for (let n = 1; ; n++) {
   // The weight-gradient tasks, each to whichever worker asks first once the
   // shard's owner has finished the shard: a worker whose core ran faster
   // through its own shards takes more of them. Where each is computed does
-  // not change its bytes (rntn.h, weightGradient).
+  // not change its bytes (rntn.h, packedWeightGradient).
   let claimed = true;
   for (;;) {
     const readied = Atomics.load(control, READIED);
