@@ -10,15 +10,18 @@
  *
  * A minibatch is posted through shared memory, not messages: the main thread
  * writes the shards' tree indices and bumps a counter; the workers, blocked
- * in Atomics.wait, wake, compute their shards (all of each shard's gradient
- * but ∂V and ∂W, whose inputs go to the shard's `deferred` buffer), then
- * claim the shards' weight gradients (two tasks per shard) one at a time,
- * finish them, wait at a barrier until every shard of the batch is done,
- * then each applies the AdaGrad step to its own share of the parameters (a
- * contiguous slice of the dense groups and every workers-th of the rows of L
- * the batch touched, updateShare) and counts itself done. The claiming is what lets a core that
- * runs faster at the moment take over part of a slower one's work: shards
- * have fixed owners, but about a third of their FLOPs can move.
+ * in Atomics.wait, wake, claim shards one at a time and compute them (all of
+ * each shard's gradient but ∂V and ∂W, whose inputs go to the shard's
+ * `deferred` buffer), then claim the shards' weight gradients (two tasks per
+ * shard, each into the shard's `packed` buffer) one at a time, finish them,
+ * wait at a barrier until every shard of the batch is done, then each
+ * applies the AdaGrad step to its own share of the parameters (whole units
+ * of V and W stepped from the shards' packed gradients, and a slice of the
+ * other dense groups and every workers-th of the rows of L the batch touched
+ * from the shards' buffers: denseShares, updateShare), rebuilds its units of
+ * the shared prepared parameters, and counts itself done. The claiming is
+ * what lets a core that runs faster at the moment take over part of a
+ * slower one's work.
  * Measured, each in paired runs of 3 SST epochs:
  * - with a postMessage round trip per batch, each worker sat idle 0.4-0.7 ms
  *   between batches (a round trip between busy threads measured 0.09 ms);
@@ -90,6 +93,8 @@ export const SLOTS = 8;
 export interface BatchChannel {
   /** [arrived, generation, aborted, posted, completed, readied]: see the constants below. */
   control: Int32Array;
+  /** Per slot: the next shard of the batch for a worker to claim. */
+  shardNext: Int32Array;
   /** Per slot, `trees.length / SLOTS` entries (the batch size): the batch's tree indices, shard after shard. */
   trees: Int32Array;
   /** Per slot, shards + 1 entries: shard s is [shardStart[s], shardStart[s+1]) of the slot's trees. */
@@ -106,7 +111,7 @@ export interface BatchChannel {
   shardLoss: Float64Array;
   /** Per slot and shard: its internal nodes (the size of its deferred weight-gradient inputs). */
   shardInternal: Int32Array;
-  /** Per shard: the latest batch whose deferred inputs the shard's owner has written. */
+  /** Per shard: the latest batch whose deferred inputs (and loss, words, internal nodes) the worker that computed it has written. */
   shardReady: Int32Array;
   /** Per weight-gradient task (shard × part, src/worker.ts): the latest batch for which a worker has claimed it. */
   taskClaimed: Int32Array;
@@ -238,6 +243,7 @@ export class TrainingPool {
     const shares = denseShares(options.update, options.dims, workers);
     this.channel = {
       control: int32(READIED + 1),
+      shardNext: int32(SLOTS),
       trees: int32(SLOTS * this.batchSize),
       shardStart: int32(SLOTS * (shards + 1)),
       dropout: float64(SLOTS * 2 * shards),
@@ -320,6 +326,7 @@ export class TrainingPool {
       c.dropout[2 * (slot * S + s) + 1] = dropout?.[s]?.seed ?? 0;
     });
     c.shardStart[slot * (S + 1) + S] = at;
+    c.shardNext[slot] = 0;
     c.scale[slot] = step.scale;
     c.learningRate[slot] = step.learningRate;
     this.posted = n;

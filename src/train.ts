@@ -454,10 +454,11 @@ export function updateConfig(model: Model, lambda: Regularisation, adagrad: Pick
  * Cuts a minibatch into `shards` shards of near-equal work, `weight(tree)`
  * being a tree's work (the trainer passes its node count): the longest trees
  * first, each to the lightest shard so far (ties to the lower shard), then
- * every shard back in batch order. Workers get shards round-robin, so equal
- * shards keep them busy until the same moment: over a shuffled SST epoch
- * (batch 27, 4 shards, 2 workers) the busier worker had 8.1 % more nodes
- * than the mean with equal tree counts per shard, 0.8 % with this split.
+ * every shard back in batch order. Equal shards keep the workers busy until
+ * the same moment: over a shuffled SST epoch (batch 27, 4 shards, 2 workers
+ * taking them round-robin, as the pool did until session 7) the busier
+ * worker had 8.1 % more nodes than the mean with equal tree counts per
+ * shard, 0.8 % with this split.
  * Depends only on the batch, never on the thread count, like everything
  * that fixes the arithmetic.
  */

@@ -1,13 +1,14 @@
 /**
  * A training worker (src/pool.ts). For each minibatch the main thread posts
- * through shared memory, it compiles its shards from the shared tree table,
- * runs forward/backward on them one at a time with its own native workspace
- * (reading the parameters and the pool's prepared parameters in place,
- * adding each shard's gradient but ∂V and ∂W into that shard's shared
- * buffer, and marking the shard ready as soon as it is done), claims shards'
- * weight gradients until none is left, waits until every worker is done,
- * applies the AdaGrad step to its share of the parameters, rebuilds its
- * units of the prepared parameters, and counts itself done.
+ * through shared memory, it claims shards one at a time until none is left,
+ * compiles each from the shared tree table and runs forward/backward on it
+ * with its own native workspace (reading the parameters and the pool's
+ * prepared parameters in place, adding the shard's gradient but ∂V and ∂W
+ * into the shard's shared buffer, and marking the shard ready as soon as it
+ * is done), claims shards' weight gradients until none is left, waits until
+ * every worker is done, applies the AdaGrad step to its share of the
+ * parameters, rebuilds its units of the prepared parameters, and counts
+ * itself done.
  *
  * It runs as one loop that waits (spinning briefly, then in Atomics.wait;
  * src/pool.ts, waitWhileEqual) between phases and batches and never returns
@@ -23,7 +24,7 @@ import { aborted, barrier, COMPLETED, POSTED, READIED, SLOTS, updateShare, waitW
 const init = workerData as WorkerInit;
 const table = new TreeTable(init.table);
 const workspace = createWorkspace();
-const { control, trees, shardStart, dropout, scale, learningRate, shardWords, shardWordCount, shardLoss, shardInternal, shardReady, taskClaimed, workerNodes, workerFinite } =
+const { control, shardNext, trees, shardStart, dropout, scale, learningRate, shardWords, shardWordCount, shardLoss, shardInternal, shardReady, taskClaimed, workerNodes, workerFinite } =
   init.channel;
 const S = init.grads.length;
 const W = init.workers;
@@ -33,10 +34,10 @@ const u = init.update;
 const { firstUnit, endUnit, lambdaV, lambdaW } = init.share;
 
 // Weight-gradient task t is part t mod P of shard ⌊t / P⌋ (rntn.h, kWeightGradientParts).
-// This worker looks for tasks to claim in this order: its own shards' first.
+// This worker looks for tasks to claim in this order: those of the shards it computed first.
 const P = weightGradientParts();
-const owned = (t: number) => Math.floor(t / P) % W === init.worker;
-const claimOrder = Array.from({ length: S * P }, (_, t) => t).sort((a, b) => Number(owned(b)) - Number(owned(a)) || a - b);
+const tasks = Array.from({ length: S * P }, (_, t) => t);
+const claimOrder = (mine: number[]) => [...mine.flatMap((s) => tasks.slice(s * P, (s + 1) * P)), ...tasks];
 
 /** Blocks until control[index] ≥ value; false when the pool closed instead. */
 function waitFor(index: number, value: number): boolean {
@@ -55,62 +56,61 @@ for (let n = 1; ; n++) {
   const slot = n % SLOTS;
   const start = (s: number) => shardStart[slot * (S + 1) + s];
 
-  // Shard s belongs to worker s mod workers; the split does not change the arithmetic (src/pool.ts).
-  // Measured against shards claimed dynamically from an atomic counter (a
-  // slowed worker would take fewer): 8 paired 3-epoch runs at 2 threads, a
-  // median 0.955× (0.86-1.17), 1 thread 0.996×: no gain. (Presumably because
-  // a fixed owner keeps a shard's gradient buffer in one core's cache from
-  // batch to batch; not measured.)
+  // Shards are claimed in order from a per-batch counter (shardNext): a
+  // worker whose core runs faster takes more of them. Who computes a shard
+  // does not change its bytes. Against shards owned round-robin (worker s
+  // mod workers), the claiming waited less for shards in the claim loop
+  // below (instrumented workers, 3 runs of 3 epochs each at 2 threads: 47-62
+  // ms against 47-154) and trained 2 threads a median 1.031 and 1.044 times
+  // faster (bench/compare-trainers.js, 16 rounds each, 11 and 12 of 16
+  // faster; 1 thread 1.004, 10 rounds). Session 5 had measured the claiming
+  // slower (0.955), when each shard's ∂V and ∂W, 250 KB, went into its
+  // gradient buffer, which a fixed owner kept in its cache; they now go to
+  // the packed buffers, which any worker reads.
+  //
+  // A native call per shard, each shard marked ready when done: another
+  // worker out of work of its own can take the shard's weight gradient
+  // while this one computes the next (instrumented workers, 3 epochs at 2
+  // threads: waiting for shards in the claim loop 150-170 ms → 60-120). The
+  // prepared parameters are the pool's, so the calls cost no more than one.
+  let nodes = 0;
   const mine: number[] = [];
-  for (let s = init.worker; s < S; s += W) {
+  for (;;) {
+    const s = Atomics.add(shardNext, slot, 1);
+    if (s >= S) break;
     if (start(s + 1) > start(s)) {
       mine.push(s);
+      const compiled = table.compile(trees.subarray(slot * batchSize + start(s), slot * batchSize + start(s + 1)), { rootWeight: init.rootWeight });
+      const d = 2 * (slot * S + s);
+      const schedule: Schedule = dropout[d] > 0 ? { ...compiled, dropout: { rate: dropout[d], seed: dropout[d + 1] } } : compiled;
+      const [loss] = workspace.forwardBackwardShards(init.params, [init.grads[s]], init.dims, [schedule], [init.deferred[s]], init.prepared);
+      shardLoss[slot * S + s] = loss;
+      shardWords.set(compiled.words, s * stripe);
+      shardWordCount[s] = compiled.words.length;
+      shardInternal[slot * S + s] = compiled.left.length - compiled.levelStart[1];
+      nodes += compiled.left.length;
     } else {
       // An empty shard (a last batch smaller than the shard count): no words, no loss, no weight gradient.
       shardWordCount[s] = 0;
       shardLoss[slot * S + s] = 0;
       shardInternal[slot * S + s] = 0;
-      Atomics.store(shardReady, s, n);
     }
-  }
-  const compiled = mine.map((s) =>
-    table.compile(trees.subarray(slot * batchSize + start(s), slot * batchSize + start(s + 1)), { rootWeight: init.rootWeight }),
-  );
-  let nodes = 0;
-  // A native call per shard, each shard marked ready when done: another
-  // worker out of work of its own can take the first shard's weight
-  // gradient while this one computes the next shard (instrumented workers,
-  // 3 epochs at 2 threads: waiting for shards in the claim loop 150-170 ms
-  // → 60-120). The prepared parameters are the pool's, so the calls cost
-  // no more than one.
-  mine.forEach((s, i) => {
-    const d = 2 * (slot * S + s);
-    const schedule: Schedule = dropout[d] > 0 ? { ...compiled[i], dropout: { rate: dropout[d], seed: dropout[d + 1] } } : compiled[i];
-    const [loss] = workspace.forwardBackwardShards(init.params, [init.grads[s]], init.dims, [schedule], [init.deferred[s]], init.prepared);
-    shardLoss[slot * S + s] = loss;
-    shardWords.set(compiled[i].words, s * stripe);
-    shardWordCount[s] = compiled[i].words.length;
-    shardInternal[slot * S + s] = compiled[i].left.length - compiled[i].levelStart[1];
-    nodes += compiled[i].left.length;
     Atomics.store(shardReady, s, n);
-    Atomics.add(control, READIED, 1);
-    Atomics.notify(control, READIED);
-  });
-  if (mine.length === 0) {
     Atomics.add(control, READIED, 1);
     Atomics.notify(control, READIED);
   }
 
   // The weight-gradient tasks, each to whichever worker asks first once the
-  // shard's owner has finished the shard: a worker whose core ran faster
-  // through its own shards takes more of them. Where each is computed does
+  // shard is done: a worker whose core ran faster through its shards takes
+  // more of them. Where each is computed does
   // not change its bytes (rntn.h, packedWeightGradient).
+  const order = claimOrder(mine);
   let claimed = true;
   for (;;) {
     const readied = Atomics.load(control, READIED);
     let task = -1;
     let waiting = false; // an unclaimed task's shard is not ready yet
-    for (const t of claimOrder) {
+    for (const t of order) {
       const claim = Atomics.load(taskClaimed, t);
       if (claim >= n) continue;
       if (Atomics.load(shardReady, Math.floor(t / P)) < n) waiting = true;

@@ -215,9 +215,10 @@ describe('multi-threaded training', () => {
   }
 
   it('a shard that fails in one real worker fails the run while the other waits for it, and the process exits', () => {
-    // Shard 1 names a tree the table does not have: worker 1 throws, worker 0
-    // has done shard 0 and its weight gradient, and waits for shard 1 to be
-    // ready so that it can claim that one's too.
+    // Shard 1 names a tree the table does not have: the worker that claims
+    // it throws, and the other, done with shard 0 and its weight gradient,
+    // waits for shard 1 to be ready so that it can claim that one's too (or,
+    // when it claimed both shards, throws itself).
     const script = `
       const { TrainingPool } = require(${JSON.stringify(path.resolve(__dirname, '../lib/pool.js'))});
       const { TreeTable } = require(${JSON.stringify(path.resolve(__dirname, '../lib/batch.js'))});
