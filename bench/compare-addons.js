@@ -30,7 +30,7 @@ const [A, B] = positionals.map((file) => require(path.resolve(file)));
 const { compileBatch, distinctSorted } = lib('batch');
 const { Model } = lib('model');
 const { nativeDims } = lib('native');
-const { denseRanges, denseShares, updateShare } = lib('pool');
+const { denseShares, updateShare } = lib('pool');
 const { DEFAULT_TRAIN_OPTIONS, splitIntoShards, updateConfig } = lib('train');
 const { Vocabulary } = lib('vocab');
 
@@ -41,21 +41,17 @@ const model = Model.create(vocab, { dim: 25, seed: 1 });
 const dims = nativeDims(model);
 // The trainer's update: which ranges a batch updates, with which λ (each build keeps its own history below).
 const update = updateConfig(model, options.lambda, { history: new Float32Array(0), epsilon: options.adagradEpsilon });
-const [whole] = denseShares(update, dims, 1); // one thread updates everything
-// The pool steps V and W from an unpacked sum (src/worker.ts); here each shard's buffer has its own, so every range sums them all.
-const vw = denseRanges(update, whole.from, whole.unpackedTo);
+// One thread updates everything. The pool steps V and W from the shards'
+// packed gradients (src/worker.ts); here each shard's buffer holds its own
+// dV and dW, so V and W are stepped from the buffers like the rest.
+const [whole] = denseShares(update, dims, 1);
+const everything = { ...whole, unpackedTo: whole.from };
 const batches = [];
 for (let i = 0; i < trees.length; i += options.batchSize) {
   const members = Int32Array.from({ length: Math.min(options.batchSize, trees.length - i) }, (_, k) => i + k);
   const shards = splitIntoShards(members, options.shards, (t) => sizes[t]).map((shard) => compileBatch(Array.from(shard, (t) => trees[t]), vocab));
   const touched = distinctSorted(shards.flatMap((shard) => Array.from(shard.words)));
-  const rest = updateShare(update, whole, touched, 0, 1);
-  batches.push({
-    shards,
-    scale: 1 / members.length,
-    ranges: Int32Array.from([...vw.ranges, ...rest.ranges]),
-    lambdas: Float32Array.from([...vw.lambdas, ...rest.lambdas]),
-  });
+  batches.push({ shards, scale: 1 / members.length, ...updateShare(update, everything, touched, 0, 1) });
 }
 const state = (addon) => ({
   workspace: new addon.Workspace(),

@@ -95,7 +95,7 @@ inline bool adagradPackedStep(float* params, float* history, const float* const*
   std::vector<float> unit(unitSize(d, 0)), sum(static_cast<size_t>(quadraticRows(d)));
   float poison = 0;
   for (int u = first; u < end; u++) {
-    unpackUnit(d, packed, n, u, unit.data(), false, sum.data());
+    unpackUnit<false>(d, packed, n, u, unit.data(), sum.data());
     const size_t at = Layout(k).V + static_cast<size_t>(u) * unitSize(d, 0), size = unitSize(d, u);
     const float lambda = u < d ? lambdaV : lambdaW;
     float* theta = params + at;

@@ -630,8 +630,8 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
     }
     std::vector<float> sum(static_cast<size_t>(rntn::quadraticRows(k.d)));
     const Layout at(k);
-    rntn::unpackWeightGradient<float>(k.d, packed.data(), static_cast<int>(packed.size()), static_cast<int>(range[0]), static_cast<int>(range[1]),
-                                      grad.data + at.V, false, sum.data());
+    rntn::unpackWeightGradient<false>(k.d, packed.data(), static_cast<int>(packed.size()), static_cast<int>(range[0]), static_cast<int>(range[1]),
+                                      grad.data + at.V, sum.data());
     return env.Undefined();
   }
 

@@ -264,15 +264,17 @@ inline size_t packedPartOffset(int d, int p) {
 // sum's entry for (i, m) (the gradient is symmetric; the inverse of
 // quadraticFeatures' packing), ∂W_kj that for c's row j of column k. Into
 // `out`, the unit's values in the parameter layout (row-major 2d × 2d, or
-// d × 2d), added or, when `accumulate` is false, written over. `sum` holds
-// one band's rows.
-template <typename T>
-inline void unpackUnit(int d, const T* const* packed, int n, int unit, T* out, bool accumulate, T* sum) {
+// d × 2d), added (Accumulate) or written over. `sum` holds one band's rows.
+template <bool Accumulate, typename T>
+inline void unpackUnit(int d, const T* const* packed, int n, int unit, T* out, T* sum) {
   const int d2 = 2 * d;
-  auto put = [accumulate](T& to, T value) { to = accumulate ? to + value : value; };
-  // Rows [from, from + rows) of column k of part p's block, summed over the packed gradients in order.
-  auto summed = [&](int p, int k, int from, int rows) {
-    const size_t at = packedPartOffset(d, p) + static_cast<size_t>(k) * quadraticBand(d, p).rows(d) + from;
+  auto put = [](T& to, T value) { to = Accumulate ? to + value : value; };
+  // Rows [from, from + rows) of column k of part p's block (`rowsInPart` rows
+  // a column, at `partAt`), summed over the packed gradients in order; with
+  // one packed gradient, read in place.
+  auto summed = [&](size_t partAt, int rowsInPart, int k, int from, int rows) {
+    const size_t at = partAt + static_cast<size_t>(k) * rowsInPart + from;
+    if (n == 1) return packed[0] + at;
     std::copy_n(packed[0] + at, rows, sum);
     for (int s = 1; s < n; s++) {
       const T* u = packed[s] + at;
@@ -284,7 +286,8 @@ inline void unpackUnit(int d, const T* const* packed, int n, int unit, T* out, b
   if (unit < d) {
     for (int p = 0; p < kWeightGradientParts; p++) {
       const QuadraticBand band = quadraticBand(d, p);
-      const T* u = summed(p, unit, 0, band.rows(d) - (band.withC ? d2 : 0));
+      const int rows = band.rows(d);
+      const T* u = summed(packedPartOffset(d, p), rows, unit, 0, rows - (band.withC ? d2 : 0));
       for (int i = band.first; i < band.end; i++) {
         put(out[i * d2 + i], *u++);
         for (int m = i + 1; m < d2; m++, u++) {
@@ -296,8 +299,11 @@ inline void unpackUnit(int d, const T* const* packed, int n, int unit, T* out, b
   } else {
     const int last = kWeightGradientParts - 1;
     const QuadraticBand band = quadraticBand(d, last);
+    const int rows = band.rows(d);
+    const size_t partAt = packedPartOffset(d, last);
     for (int k = 0; k < d; k++) {
-      const T* c = summed(last, k, band.rows(d) - d2, d2);  // c's rows end the last band
+      const T* c = summed(partAt, rows, k, rows - d2, d2);  // c's rows end the last band
+#pragma omp simd
       for (int j = 0; j < d2; j++) put(out[k * d2 + j], c[j]);
     }
   }
@@ -307,9 +313,9 @@ inline void unpackUnit(int d, const T* const* packed, int n, int unit, T* out, b
 inline size_t unitSize(int d, int unit) { return static_cast<size_t>(unit < d ? 4 : 2) * d * d; }
 
 // unpackUnit for the units [first, end), into ∂V and ∂W (dV, then dW right after it).
-template <typename T>
-inline void unpackWeightGradient(int d, const T* const* packed, int n, int first, int end, T* dV, bool accumulate, T* sum) {
-  for (int unit = first; unit < end; unit++) unpackUnit(d, packed, n, unit, dV + static_cast<size_t>(unit) * unitSize(d, 0), accumulate, sum);
+template <bool Accumulate, typename T>
+inline void unpackWeightGradient(int d, const T* const* packed, int n, int first, int end, T* dV, T* sum) {
+  for (int unit = first; unit < end; unit++) unpackUnit<Accumulate>(d, packed, n, unit, dV + static_cast<size_t>(unit) * unitSize(d, 0), sum);
 }
 
 // e_j += Σ_k δ_k·(Vs[k]c_j): the tensor's share of the error sent to the children.
@@ -543,7 +549,7 @@ double forwardBackwardPrepared(const Dims& k, const T* params, const T* VsWt, T*
     for (int part = 0; part < kWeightGradientParts; part++) packedWeightGradient(k, nInternal, static_cast<const T*>(inputs), packed, w, part);
     const T* sources[] = {packed};
     T* sum = Workspace<T>::sized(w.sum, static_cast<size_t>(quadraticRows(d)));
-    unpackWeightGradient(d, sources, 1, 0, preparedUnits(d), grad + at.V, true, sum);
+    unpackWeightGradient<true>(d, sources, 1, 0, preparedUnits(d), grad + at.V, sum);
   }
 
   // Leaves: ∂L[word] += g (times tanh' when the leaf activation is tanh).
