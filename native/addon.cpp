@@ -14,7 +14,9 @@
 #include <cstdint>
 #include <limits>
 #include <new>
+#include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "adagrad.h"
@@ -255,6 +257,61 @@ Span<float> packedArg(Napi::Env env, const Napi::Value& v, const std::string& na
   const size_t want = rntn::packedWeightGradientSize(k.d);
   if (span.length != want) throwRange(env, name + " has " + std::to_string(span.length) + " values, dims need " + std::to_string(want));
   return span;
+}
+
+// The packed weight gradients `values` (elementsArg's), each checked, none
+// sharing memory with the buffers the call writes.
+std::vector<const float*> packedArgs(Napi::Env env, const std::vector<Napi::Value>& values, const Dims& k, std::initializer_list<Span<float>> written) {
+  std::vector<const float*> packed;
+  for (size_t s = 0; s < values.size(); s++) {
+    const std::string name = "packed[" + std::to_string(s) + "]";
+    Span<float> p = packedArg(env, values[s], name, k);
+    for (const Span<float>& out : written)
+      if (overlaps(p.data, p.length * 4, out.data, out.length * 4)) throwRange(env, name + " shares memory with a buffer the call writes");
+    packed.push_back(p.data);
+  }
+  return packed;
+}
+
+// A Float32Array argument of exactly `want` values.
+Span<float> float32Arg(Napi::Env env, const Napi::Value& v, const std::string& name, size_t want) {
+  Napi::TypedArray a = typedArrayArg(v, name);
+  if (a.TypedArrayType() != napi_float32_array) throwType(env, name + " must be a Float32Array");
+  Span<float> span = spanOf<float>(a);
+  if (span.length != want) throwRange(env, name + " has " + std::to_string(span.length) + " values, dims need " + std::to_string(want));
+  return span;
+}
+
+// A hidden size given as a number (the size functions' argument).
+int dimNumberArg(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsNumber()) throwType(env, "dim must be a number");
+  const double dim = v.As<Napi::Number>().DoubleValue();
+  if (!isIntegerIn(dim, 1, kMaxDim)) throwRange(env, "dim must be an integer in [1, " + std::to_string(kMaxDim) + "]");
+  return static_cast<int>(dim);
+}
+
+// Units [first, end) of V and W (rntn.h, preparedUnits): integers, in order, at most dim + 1.
+std::pair<int, int> unitRangeArg(Napi::Env env, const Napi::Value& first, const Napi::Value& end, const Dims& k) {
+  const int units = rntn::preparedUnits(k.d);
+  double range[2];
+  const Napi::Value* given[2] = {&first, &end};
+  for (int i = 0; i < 2; i++) {
+    if (!given[i]->IsNumber()) throwType(env, "first and end must be numbers");
+    range[i] = given[i]->As<Napi::Number>().DoubleValue();
+    if (!isIntegerIn(range[i], 0, units)) throwRange(env, "first and end must be integers in [0, " + std::to_string(units) + "]");
+  }
+  if (range[0] > range[1]) throwRange(env, "first must not be after end");
+  return {static_cast<int>(range[0]), static_cast<int>(range[1])};
+}
+
+// The elements of an array argument, read before any raw pointer is taken:
+// reading one may run a getter (JavaScript that could detach a buffer).
+std::vector<Napi::Value> elementsArg(Napi::Env env, const Napi::Value& v, const std::string& what) {
+  if (!v.IsArray()) throwType(env, what + " must be an array of Float32Arrays");
+  Napi::Array array = v.As<Napi::Array>();
+  std::vector<Napi::Value> values;
+  for (uint32_t i = 0; i < array.Length(); i++) values.push_back(array.Get(i));
+  return values;
 }
 
 class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
@@ -544,21 +601,19 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
   // sizes its shared buffers with it.
   Napi::Value WeightGradientInputSize(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsNumber()) throwType(env, "weightGradientInputSize(dim, internal) takes two numbers");
-    const double dim = info[0].As<Napi::Number>().DoubleValue(), internal = info[1].As<Napi::Number>().DoubleValue();
-    if (!isIntegerIn(dim, 1, kMaxDim)) throwRange(env, "dim must be an integer in [1, " + std::to_string(kMaxDim) + "]");
+    if (info.Length() != 2 || !info[1].IsNumber()) throwType(env, "weightGradientInputSize(dim, internal) takes two numbers");
+    const int dim = dimNumberArg(env, info[0]);
+    const double internal = info[1].As<Napi::Number>().DoubleValue();
     if (!isIntegerIn(internal, 0, std::numeric_limits<int32_t>::max())) throwRange(env, "internal must be a non-negative integer");
-    return Napi::Number::New(env, static_cast<double>(rntn::weightGradientInputSize(static_cast<int>(dim), static_cast<int>(internal))));
+    return Napi::Number::New(env, static_cast<double>(rntn::weightGradientInputSize(dim, static_cast<int>(internal))));
   }
 
   // preparedSize(dim) → values of the prepared parameters (rntn.h): the
   // training pool sizes its shared buffer for them with it.
   Napi::Value PreparedSize(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() != 1 || !info[0].IsNumber()) throwType(env, "preparedSize(dim) takes one number");
-    const double dim = info[0].As<Napi::Number>().DoubleValue();
-    if (!isIntegerIn(dim, 1, kMaxDim)) throwRange(env, "dim must be an integer in [1, " + std::to_string(kMaxDim) + "]");
-    return Napi::Number::New(env, static_cast<double>(rntn::preparedSize(static_cast<int>(dim))));
+    if (info.Length() != 1) throwType(env, "preparedSize(dim) takes one number");
+    return Napi::Number::New(env, static_cast<double>(rntn::preparedSize(dimNumberArg(env, info[0]))));
   }
 
   // prepareParameters(params, dims, prepared, first, end): units [first, end)
@@ -568,31 +623,19 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
     Napi::Env env = info.Env();
     if (info.Length() != 5) throwType(env, "prepareParameters(params, dims, prepared, first, end) takes 5 arguments");
     const Dims k = dimsArg(info[1]);
-    const int units = rntn::preparedUnits(k.d);
-    double range[2];
-    for (int i = 0; i < 2; i++) {
-      if (!info[3 + i].IsNumber()) throwType(env, "first and end must be numbers");
-      range[i] = info[3 + i].As<Napi::Number>().DoubleValue();
-      if (!isIntegerIn(range[i], 0, units)) throwRange(env, "first and end must be integers in [0, " + std::to_string(units) + "]");
-    }
-    if (range[0] > range[1]) throwRange(env, "first must not be after end");
-    Napi::TypedArray paramsArray = typedArrayArg(info[0], "params");
-    if (paramsArray.TypedArrayType() != napi_float32_array) throwType(env, "prepareParameters: params must be a Float32Array");
-    Span<float> params = spanOf<float>(paramsArray);
-    if (params.length != Layout(k).size) throwRange(env, "params has " + std::to_string(params.length) + " values, dims need " + std::to_string(Layout(k).size));
+    const auto [first, end] = unitRangeArg(env, info[3], info[4], k);
+    Span<float> params = float32Arg(env, info[0], "params", Layout(k).size);
     Span<float> prepared = preparedArg(env, info[2], k);
     if (overlaps(params.data, params.length * 4, prepared.data, prepared.length * 4)) throwRange(env, "params and prepared must not share memory");
-    rntn::prepareParameters<float>(k, params.data, prepared.data, static_cast<int>(range[0]), static_cast<int>(range[1]));
+    rntn::prepareParameters<float>(k, params.data, prepared.data, first, end);
     return env.Undefined();
   }
 
   // packedWeightGradientSize(dim) → values of a schedule's packed weight gradient (rntn.h).
   Napi::Value PackedWeightGradientSize(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() != 1 || !info[0].IsNumber()) throwType(env, "packedWeightGradientSize(dim) takes one number");
-    const double dim = info[0].As<Napi::Number>().DoubleValue();
-    if (!isIntegerIn(dim, 1, kMaxDim)) throwRange(env, "dim must be an integer in [1, " + std::to_string(kMaxDim) + "]");
-    return Napi::Number::New(env, static_cast<double>(rntn::packedWeightGradientSize(static_cast<int>(dim))));
+    if (info.Length() != 1) throwType(env, "packedWeightGradientSize(dim) takes one number");
+    return Napi::Number::New(env, static_cast<double>(rntn::packedWeightGradientSize(dimNumberArg(env, info[0]))));
   }
 
   // unpackWeightGradients(packed[], grad, dims, first, end): ∂V[q] for the
@@ -602,36 +645,14 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
   Napi::Value UnpackWeightGradients(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() != 5) throwType(env, "unpackWeightGradients(packed, grad, dims, first, end) takes 5 arguments");
-    if (!info[0].IsArray()) throwType(env, "packed must be an array of Float32Arrays");
+    const std::vector<Napi::Value> packedValues = elementsArg(env, info[0], "packed");
     const Dims k = dimsArg(info[2]);
-    const int units = rntn::preparedUnits(k.d);
-    double range[2];
-    for (int i = 0; i < 2; i++) {
-      if (!info[3 + i].IsNumber()) throwType(env, "first and end must be numbers");
-      range[i] = info[3 + i].As<Napi::Number>().DoubleValue();
-      if (!isIntegerIn(range[i], 0, units)) throwRange(env, "first and end must be integers in [0, " + std::to_string(units) + "]");
-    }
-    if (range[0] > range[1]) throwRange(env, "first must not be after end");
-    // Every element first: reading one may run a getter (JavaScript that could
-    // detach a buffer), so raw pointers are taken only after the last of them.
-    Napi::Array packedArray = info[0].As<Napi::Array>();
-    std::vector<Napi::Value> packedValues;
-    for (uint32_t s = 0; s < packedArray.Length(); s++) packedValues.push_back(packedArray.Get(s));
+    const auto [first, end] = unitRangeArg(env, info[3], info[4], k);
     if (packedValues.empty()) throwRange(env, "packed must hold at least one packed weight gradient");
-    Napi::TypedArray gradArray = typedArrayArg(info[1], "grad");
-    if (gradArray.TypedArrayType() != napi_float32_array) throwType(env, "unpackWeightGradients: grad must be a Float32Array");
-    Span<float> grad = spanOf<float>(gradArray);
-    if (grad.length != Layout(k).size) throwRange(env, "grad has " + std::to_string(grad.length) + " values, dims need " + std::to_string(Layout(k).size));
-    std::vector<const float*> packed;
-    for (uint32_t s = 0; s < packedValues.size(); s++) {
-      Span<float> p = packedArg(env, packedValues[s], "packed[" + std::to_string(s) + "]", k);
-      if (overlaps(p.data, p.length * 4, grad.data, grad.length * 4)) throwRange(env, "packed[" + std::to_string(s) + "] and grad must not share memory");
-      packed.push_back(p.data);
-    }
+    Span<float> grad = float32Arg(env, info[1], "grad", Layout(k).size);
+    const std::vector<const float*> packed = packedArgs(env, packedValues, k, {grad});
     std::vector<float> sum(static_cast<size_t>(rntn::quadraticRows(k.d)));
-    const Layout at(k);
-    rntn::unpackWeightGradient<false>(k.d, packed.data(), static_cast<int>(packed.size()), static_cast<int>(range[0]), static_cast<int>(range[1]),
-                                      grad.data + at.V, sum.data());
+    rntn::unpackWeightGradient<false>(k.d, packed.data(), static_cast<int>(packed.size()), first, end, grad.data + Layout(k).V, sum.data());
     return env.Undefined();
   }
 
@@ -645,12 +666,7 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
       if (a.TypedArrayType() != napi_float32_array) throwType(env, name + " must be a Float32Array");
       return spanOf<float>(a);
     };
-    if (!info[2].IsArray()) throwType(env, "grads must be an array of Float32Arrays");
-    // Every element first: reading one may run a getter (JavaScript that could
-    // detach a buffer), so raw pointers are taken only after the last of them.
-    Napi::Array gradsArray = info[2].As<Napi::Array>();
-    std::vector<Napi::Value> gradValues;
-    for (uint32_t s = 0; s < gradsArray.Length(); s++) gradValues.push_back(gradsArray.Get(s));
+    const std::vector<Napi::Value> gradValues = elementsArg(env, info[2], "grads");
     Span<float> params = float32(info[0], "params");
     Span<float> history = float32(info[1], "history");
     if (history.length != params.length) throwRange(env, "history must have as many values as params");
@@ -698,45 +714,21 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
   Napi::Value AdaGradPackedStep(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() != 11) throwType(env, "adagradPackedStep(params, history, packed, dims, first, end, lambdaV, lambdaW, scale, lr, eps) takes 11 arguments");
-    if (!info[2].IsArray()) throwType(env, "packed must be an array of Float32Arrays");
+    const std::vector<Napi::Value> packedValues = elementsArg(env, info[2], "packed");
     const Dims k = dimsArg(info[3]);
-    double numbers[7];
-    for (int i = 0; i < 7; i++) {
-      if (!info[4 + i].IsNumber()) throwType(env, "first, end, lambdaV, lambdaW, scale, lr and eps must be numbers");
-      numbers[i] = info[4 + i].As<Napi::Number>().DoubleValue();
+    const auto [first, end] = unitRangeArg(env, info[4], info[5], k);
+    double numbers[5];
+    for (int i = 0; i < 5; i++) {
+      if (!info[6 + i].IsNumber()) throwType(env, "lambdaV, lambdaW, scale, lr and eps must be numbers");
+      numbers[i] = info[6 + i].As<Napi::Number>().DoubleValue();
     }
-    const int units = rntn::preparedUnits(k.d);
-    if (!isIntegerIn(numbers[0], 0, units) || !isIntegerIn(numbers[1], 0, units)) {
-      throwRange(env, "first and end must be integers in [0, " + std::to_string(units) + "]");
-    }
-    if (numbers[0] > numbers[1]) throwRange(env, "first must not be after end");
-    // Every element first: reading one may run a getter (JavaScript that could
-    // detach a buffer), so raw pointers are taken only after the last of them.
-    Napi::Array packedArray = info[2].As<Napi::Array>();
-    std::vector<Napi::Value> packedValues;
-    for (uint32_t s = 0; s < packedArray.Length(); s++) packedValues.push_back(packedArray.Get(s));
     if (packedValues.empty()) throwRange(env, "packed must hold at least one packed weight gradient");
-    auto float32 = [&](const Napi::Value& v, const std::string& name) {
-      Napi::TypedArray a = typedArrayArg(v, name);
-      if (a.TypedArrayType() != napi_float32_array) throwType(env, name + " must be a Float32Array");
-      Span<float> span = spanOf<float>(a);
-      if (span.length != Layout(k).size) throwRange(env, name + " has " + std::to_string(span.length) + " values, dims need " + std::to_string(Layout(k).size));
-      return span;
-    };
-    Span<float> params = float32(info[0], "params"), history = float32(info[1], "history");
+    Span<float> params = float32Arg(env, info[0], "params", Layout(k).size), history = float32Arg(env, info[1], "history", Layout(k).size);
     if (overlaps(params.data, params.length * 4, history.data, history.length * 4)) throwRange(env, "params and history must not share memory");
-    std::vector<const float*> packed;
-    for (uint32_t s = 0; s < packedValues.size(); s++) {
-      const std::string name = "packed[" + std::to_string(s) + "]";
-      Span<float> p = packedArg(env, packedValues[s], name, k);
-      if (overlaps(p.data, p.length * 4, params.data, params.length * 4) || overlaps(p.data, p.length * 4, history.data, history.length * 4)) {
-        throwRange(env, name + " must not share memory with params or history");
-      }
-      packed.push_back(p.data);
-    }
-    const bool finite = rntn::adagradPackedStep(params.data, history.data, packed.data(), static_cast<int>(packed.size()), k, static_cast<int>(numbers[0]),
-                                                static_cast<int>(numbers[1]), static_cast<float>(numbers[2]), static_cast<float>(numbers[3]),
-                                                static_cast<float>(numbers[4]), static_cast<float>(numbers[5]), static_cast<float>(numbers[6]));
+    const std::vector<const float*> packed = packedArgs(env, packedValues, k, {params, history});
+    const bool finite = rntn::adagradPackedStep(params.data, history.data, packed.data(), static_cast<int>(packed.size()), k, first, end,
+                                                static_cast<float>(numbers[0]), static_cast<float>(numbers[1]), static_cast<float>(numbers[2]),
+                                                static_cast<float>(numbers[3]), static_cast<float>(numbers[4]));
     return Napi::Boolean::New(env, finite);
   }
 
