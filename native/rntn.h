@@ -340,7 +340,7 @@ inline size_t preparedSize(int d) { return static_cast<size_t>(2 * d * d + d) * 
 // The prepared parameters are built in d + 1 units: unit q < d is Vs[q]'s
 // rows, read from V[q] alone; unit d is W's rows, read from W alone. So the
 // training pool's workers, each updating a whole number of units, build the
-// units they have just updated and nothing else (src/pool.ts, denseShare).
+// units they have just updated and nothing else (src/pool.ts, denseShares).
 inline int preparedUnits(int d) { return d + 1; }
 
 // Units [first, end) of the prepared parameters into `VsWt` (preparedSize(d) values).

@@ -138,8 +138,6 @@ export interface DenseShare {
   lambdaW: number;
 }
 
-
-
 /** What every worker receives once, at start (shared memory stays shared). */
 export interface WorkerInit {
   worker: number;
@@ -173,6 +171,11 @@ export interface BatchResult {
 
 export interface PoolOptions {
   threads: number;
+  /**
+   * The parameters, which only the pool's updates may change while it is
+   * open: it builds their prepared form (native prepareParameters) once, at
+   * construction, and the workers keep it in step with their updates.
+   */
   params: Float32Array;
   /** One gradient buffer per shard, each the size of `params`, all zero. */
   grads: Float32Array[];
@@ -486,14 +489,14 @@ export function denseShares(config: UpdateConfig, dims: NativeDims, workers: num
  * Worker `worker` of `workers`'s share of one update whose gradients are
  * summed over the shards' buffers, as [start, end) pairs and their λs: its
  * slice of the dense groups after V and W ([share.unpackedTo, share.to)),
- * and every `workers`-th of `rows` (the ascending distinct
- * rows of L the batch touched). The shares partition the update, and
- * AdaGrad is element-wise, so the bytes do not depend on how it is shared
- * out. Rows are dealt out in turn
- * rather than in two halves because ids follow first appearance in the
- * training set: the high half is rare words, whose rows are cold in cache,
- * and with halves the second worker's update took 1.3-1.7× the first's
- * (instrumented workers, 3 epochs at 2 threads, three runs).
+ * and every `workers`-th of `rows` (the ascending distinct rows of L the
+ * batch touched). The shares partition the update, and AdaGrad is
+ * element-wise, so the bytes do not depend on how it is shared out. Rows
+ * are dealt out in turn rather than in two halves because ids follow first
+ * appearance in the training set: the high half is rare words, whose rows
+ * are cold in cache, and with halves the second worker's update took
+ * 1.3-1.7× the first's (instrumented workers, 3 epochs at 2 threads, three
+ * runs).
  */
 export function updateShare(
   config: UpdateConfig,

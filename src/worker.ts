@@ -102,8 +102,8 @@ for (let n = 1; ; n++) {
 
   // The weight-gradient tasks, each to whichever worker asks first once the
   // shard is done: a worker whose core ran faster through its shards takes
-  // more of them. Where each is computed does
-  // not change its bytes (rntn.h, packedWeightGradient).
+  // more of them. Where each is computed does not change its bytes (rntn.h,
+  // packedWeightGradient).
   const order = claimOrder(mine);
   let claimed = true;
   for (;;) {
@@ -156,7 +156,8 @@ for (let n = 1; ; n++) {
       // shard order (the order adagradStep sums the shards' buffers in: the same bytes as unpacking
       // each shard's into its buffer, which cost ~6 % of a thread's time), then rebuilt.
       const lr = learningRate[slot];
-      finite &&= native().adagradPackedStep(init.params, u.history, init.packed, init.dims, firstUnit, endUnit, lambdaV, lambdaW, scale[slot], lr, u.epsilon);
+      const unitsFinite = native().adagradPackedStep(init.params, u.history, init.packed, init.dims, firstUnit, endUnit, lambdaV, lambdaW, scale[slot], lr, u.epsilon);
+      finite = finite && unitsFinite;
       native().prepareParameters(init.params, init.dims, init.prepared, firstUnit, endUnit);
     }
   }
