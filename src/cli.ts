@@ -174,7 +174,7 @@ export function buildProgram(): Command {
     .option('--resume <checkpoint>', 'continue from a checkpoint (its settings win, except the stopping rules)')
     .option('--log <file>', 'append one JSON object per epoch to this file')
     .option('--threads <n>', 'worker threads (default: available cores); the result does not depend on it', positiveInt, d.threads)
-    .option('--shards <n>', 'gradient shards per minibatch: fixes the arithmetic, caps useful threads', positiveInt, d.shards)
+    .option('--shards <n>', 'gradient shards per minibatch: fixes the arithmetic and caps useful threads (2 trains fastest on 2 cores)', positiveInt, d.shards)
     .action(
       action('train', async (opts: TrainFlags) => {
         let trainTrees: TreeNode[];
