@@ -51,7 +51,7 @@ function waitFor(index: number, value: number): boolean {
 
 // Batch n uses slot n mod SLOTS of the channel's per-batch arrays (src/pool.ts).
 for (let n = 1; ; n++) {
-  // Posted, and every worker has applied its share of batch n − 1's update (the parameters are final).
+  // Posted, and every worker has applied its share of batch n − 1's update (the parameters and their prepared form are final).
   if (!waitFor(POSTED, n) || !waitFor(COMPLETED, (n - 1) * W)) break;
   const slot = n % SLOTS;
   const start = (s: number) => shardStart[slot * (S + 1) + s];
