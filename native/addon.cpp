@@ -238,41 +238,6 @@ bool overlaps(const void* a, size_t aBytes, const void* b, size_t bBytes) {
   return aBytes && bBytes && pa < pb + bBytes && pb < pa + aBytes;
 }
 
-// A buffer for the prepared parameters of dims k (rntn.h, preparedSize).
-Span<float> preparedArg(Napi::Env env, const Napi::Value& v, const Dims& k) {
-  Napi::TypedArray a = typedArrayArg(v, "prepared");
-  if (a.TypedArrayType() != napi_float32_array) throwType(env, "prepared must be a Float32Array");
-  Span<float> span = spanOf<float>(a);
-  if (span.length != rntn::preparedSize(k.d)) {
-    throwRange(env, "prepared has " + std::to_string(span.length) + " values, dims need " + std::to_string(rntn::preparedSize(k.d)));
-  }
-  return span;
-}
-
-// A buffer for a schedule's packed weight gradient at dims k (rntn.h, packedWeightGradientSize).
-Span<float> packedArg(Napi::Env env, const Napi::Value& v, const std::string& name, const Dims& k) {
-  Napi::TypedArray a = typedArrayArg(v, name);
-  if (a.TypedArrayType() != napi_float32_array) throwType(env, name + " must be a Float32Array");
-  Span<float> span = spanOf<float>(a);
-  const size_t want = rntn::packedWeightGradientSize(k.d);
-  if (span.length != want) throwRange(env, name + " has " + std::to_string(span.length) + " values, dims need " + std::to_string(want));
-  return span;
-}
-
-// The packed weight gradients `values` (elementsArg's), each checked, none
-// sharing memory with the buffers the call writes.
-std::vector<const float*> packedArgs(Napi::Env env, const std::vector<Napi::Value>& values, const Dims& k, std::initializer_list<Span<float>> written) {
-  std::vector<const float*> packed;
-  for (size_t s = 0; s < values.size(); s++) {
-    const std::string name = "packed[" + std::to_string(s) + "]";
-    Span<float> p = packedArg(env, values[s], name, k);
-    for (const Span<float>& out : written)
-      if (overlaps(p.data, p.length * 4, out.data, out.length * 4)) throwRange(env, name + " shares memory with a buffer the call writes");
-    packed.push_back(p.data);
-  }
-  return packed;
-}
-
 // A Float32Array argument of exactly `want` values.
 Span<float> float32Arg(Napi::Env env, const Napi::Value& v, const std::string& name, size_t want) {
   Napi::TypedArray a = typedArrayArg(v, name);
@@ -280,6 +245,23 @@ Span<float> float32Arg(Napi::Env env, const Napi::Value& v, const std::string& n
   Span<float> span = spanOf<float>(a);
   if (span.length != want) throwRange(env, name + " has " + std::to_string(span.length) + " values, dims need " + std::to_string(want));
   return span;
+}
+
+// A buffer for the prepared parameters of dims k (rntn.h, preparedSize).
+Span<float> preparedArg(Napi::Env env, const Napi::Value& v, const Dims& k) { return float32Arg(env, v, "prepared", rntn::preparedSize(k.d)); }
+
+// The packed weight gradients `values` (elementsArg's), each checked, none
+// sharing memory with the buffers the call writes.
+std::vector<const float*> packedArgs(Napi::Env env, const std::vector<Napi::Value>& values, const Dims& k, std::initializer_list<Span<float>> written) {
+  std::vector<const float*> packed;
+  for (size_t s = 0; s < values.size(); s++) {
+    const std::string name = "packed[" + std::to_string(s) + "]";
+    Span<float> p = float32Arg(env, values[s], name, rntn::packedWeightGradientSize(k.d));
+    for (const Span<float>& out : written)
+      if (overlaps(p.data, p.length * 4, out.data, out.length * 4)) throwRange(env, name + " shares memory with a buffer the call writes");
+    packed.push_back(p.data);
+  }
+  return packed;
 }
 
 // A hidden size given as a number (the size functions' argument).
@@ -342,8 +324,8 @@ class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
   // parameters), or not at all when `prepared` holds them already
   // (prepareParameters below; keeping it current is the caller's part).
   // With deferTo, ∂V and ∂W are left out and schedule i's weight-gradient
-  // inputs are written into deferTo[i] instead, for weightGradient to finish
-  // (on any thread).
+  // inputs are written into deferTo[i] instead, for packedWeightGradient to
+  // finish (on any thread).
   Napi::Value ForwardBackwardShards(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() < 4 || info.Length() > 6) {
@@ -441,7 +423,7 @@ class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
     }
     Napi::TypedArray inputsArray = typedArrayArg(info[0], "inputs");
     if (inputsArray.TypedArrayType() != napi_float32_array) throwType(env, "packedWeightGradient: inputs must be a Float32Array");
-    Span<float> inputs = spanOf<float>(inputsArray), packed = packedArg(env, info[2], "packed", k);
+    Span<float> inputs = spanOf<float>(inputsArray), packed = float32Arg(env, info[2], "packed", rntn::packedWeightGradientSize(k.d));
     const size_t need = rntn::weightGradientInputSize(k.d, static_cast<int>(internal));
     if (inputs.length < need) {
       throwRange(env, "inputs has " + std::to_string(inputs.length) + " values, " + std::to_string(static_cast<int>(internal)) +
@@ -608,13 +590,16 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
     return Napi::Number::New(env, static_cast<double>(rntn::weightGradientInputSize(dim, static_cast<int>(internal))));
   }
 
+  // A size that depends on the hidden size alone: name(dim) → size(dim).
+  static Napi::Value SizeOfDim(const Napi::CallbackInfo& info, const char* name, size_t (*size)(int)) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 1) throwType(env, std::string(name) + "(dim) takes one number");
+    return Napi::Number::New(env, static_cast<double>(size(dimNumberArg(env, info[0]))));
+  }
+
   // preparedSize(dim) → values of the prepared parameters (rntn.h): the
   // training pool sizes its shared buffer for them with it.
-  Napi::Value PreparedSize(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (info.Length() != 1) throwType(env, "preparedSize(dim) takes one number");
-    return Napi::Number::New(env, static_cast<double>(rntn::preparedSize(dimNumberArg(env, info[0]))));
-  }
+  Napi::Value PreparedSize(const Napi::CallbackInfo& info) { return SizeOfDim(info, "preparedSize", rntn::preparedSize); }
 
   // prepareParameters(params, dims, prepared, first, end): units [first, end)
   // of the prepared parameters (unit q < dim: from V[q]; unit dim: from W)
@@ -633,9 +618,7 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
 
   // packedWeightGradientSize(dim) → values of a schedule's packed weight gradient (rntn.h).
   Napi::Value PackedWeightGradientSize(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (info.Length() != 1) throwType(env, "packedWeightGradientSize(dim) takes one number");
-    return Napi::Number::New(env, static_cast<double>(rntn::packedWeightGradientSize(dimNumberArg(env, info[0]))));
+    return SizeOfDim(info, "packedWeightGradientSize", rntn::packedWeightGradientSize);
   }
 
   // unpackWeightGradients(packed[], grad, dims, first, end): ∂V[q] for the

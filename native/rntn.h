@@ -101,7 +101,6 @@ struct Workspace {
   std::vector<T> TZ;      // (2d²+d) × Nint: [Vsf; W]·c per internal node (one level's worth without grad)
   std::vector<T> Q;       // rows × window: a band of [upper(c cᵀ); c] per internal node (quadraticFeatures)
   std::vector<T> dU;      // a schedule's packed weight gradient (packedWeightGradientSize), unpacked into ∂V and ∂W at the end
-  std::vector<T> sum;     // one part's band of rows, summed over packed weight gradients (unpackUnit)
   std::vector<T> VsWt;    // [Vsf; W] transposed: column-major (2d²+d) × 2d
   std::vector<T> dC;      // 2d × B error sent to the children of a level
   std::vector<T> M;       // d × N dropout multipliers (0 or 1/(1 − rate)); unused without dropout
@@ -264,7 +263,8 @@ inline size_t packedPartOffset(int d, int p) {
 // sum's entry for (i, m) (the gradient is symmetric; the inverse of
 // quadraticFeatures' packing), ∂W_kj that for c's row j of column k. Into
 // `out`, the unit's values in the parameter layout (row-major 2d × 2d, or
-// d × 2d), added (Accumulate) or written over. `sum` holds one band's rows.
+// d × 2d), added (Accumulate) or written over. `sum` is scratch for one
+// band's rows, needed only when n > 1.
 template <bool Accumulate, typename T>
 inline void unpackUnit(int d, const T* const* packed, int n, int unit, T* out, T* sum) {
   const int d2 = 2 * d;
@@ -548,8 +548,7 @@ double forwardBackwardPrepared(const Dims& k, const T* params, const T* VsWt, T*
     T* packed = Workspace<T>::sized(w.dU, packedWeightGradientSize(d));
     for (int part = 0; part < kWeightGradientParts; part++) packedWeightGradient(k, nInternal, static_cast<const T*>(inputs), packed, w, part);
     const T* sources[] = {packed};
-    T* sum = Workspace<T>::sized(w.sum, static_cast<size_t>(quadraticRows(d)));
-    unpackWeightGradient<true>(d, sources, 1, 0, preparedUnits(d), grad + at.V, sum);
+    unpackWeightGradient<true>(d, sources, 1, 0, preparedUnits(d), grad + at.V, static_cast<T*>(nullptr));
   }
 
   // Leaves: ∂L[word] += g (times tanh' when the leaf activation is tanh).
