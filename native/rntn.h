@@ -123,15 +123,30 @@ struct Workspace {
 // than 512 KB. The window also bounds memory however big the schedule.
 constexpr size_t kWeightGradientWindowBytes = size_t(128) << 10;
 
-// cᵀ·v. The reduction pragma lets the compiler vectorise the sum (it may not
-// reorder a float sum on its own); the order is still fixed, so results stay
-// bit-reproducible from run to run.
-template <typename T>
-inline T dot(const T* a, const T* b, int n) {
-  T sum = 0;
-#pragma omp simd reduction(+ : sum)
-  for (int i = 0; i < n; i++) sum += a[i] * b[i];
-  return sum;
+// Σ_i c_i·t_r[i] over i < n for R rows t_r = t + r·n, into out[r]. Each sum
+// is taken in 8 lanes (lane l adds the terms i ≡ l mod 8 in increasing i),
+// then the lanes pairwise: an order written out here, not left to the
+// compiler, so that every instruction set (RNTN_VECTOR_CLONES) and vector
+// width gives the same bytes. R rows at once keep R·8 independent sums in
+// flight; one row at a time, each sum's final reduction was a chain of
+// dependent adds, and levelPreactivation ran at ~520 ns per node at d = 25
+// (SSE2, in isolation: 4 rows ~320 ns, and ~190 with the AVX2 clone).
+template <int R, typename T>
+inline void rowDots(int n, const T* c, const T* t, T* out) {
+  constexpr int kLanes = 8;
+  T lane[R][kLanes] = {};
+  int i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int r = 0; r < R; r++) {
+#pragma omp simd
+      for (int l = 0; l < kLanes; l++) lane[r][l] += c[i + l] * t[static_cast<size_t>(r) * n + i + l];
+    }
+  }
+  for (int r = 0; r < R; r++) {
+    T* v = lane[r];
+    for (int m = i; m < n; m++) v[m - i] += c[m] * t[static_cast<size_t>(r) * n + m];
+    out[r] = ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+  }
 }
 
 // y += a·x.
@@ -167,19 +182,41 @@ inline void forwardProduct(int rowsVW, int B, int d2, const T* VsWt, const T* c,
   }
 }
 
-// The per-level loops around the GEMMs (~15 % of a pass). They are memory-
-// bound: compiling them for AVX-512/AVX2 as well as SSE2 (target_clones) made
-// no measurable difference on SST, so they stay portable and simple.
+// The per-level loops around the GEMMs read each node's Vs·c (5 KB at d =
+// 25) once in the forward pass and once in the error pass. GCC builds those
+// two loops for AVX2 as well as for the x86-64 baseline (SSE2) and picks one
+// when the addon loads (target_clones; an ifunc, so Linux with glibc only).
+// Both round alike: their sums' order is written out (rowDots, axpy) and
+// CMakeLists.txt turns off fused multiply-adds, so a model's bytes do not
+// depend on the CPU's instruction set. Measured in isolation at d = 25
+// (levels of 8 nodes, Vs·c in L2): the AVX2 build of levelTensorError
+// ~1.25× faster than SSE2. An AVX-512 clone was slower than AVX2 for
+// rowDots (8 lanes fill half a register) and is not built.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && !defined(RNTN_NO_CLONES)
+#define RNTN_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define RNTN_VECTOR_CLONES
+#endif
 
 // z_j = ½·c_jᵀ(Vs c_j) + (W c_j) + b for the B nodes of a level (½cᵀVs[k]c = cᵀV[k]c).
 template <typename T>
-inline void levelPreactivation(int d, int B, const T* c, const T* tz, const T* b, T* z) {
+RNTN_VECTOR_CLONES void levelPreactivation(int d, int B, const T* c, const T* tz, const T* b, T* z) {
   const int d2 = 2 * d, rows = d * d2 + d;
+  constexpr int kRows = 4;
   for (int j = 0; j < B; j++) {
     const T* cj = c + static_cast<size_t>(j) * d2;
     const T* t = tz + static_cast<size_t>(j) * rows;
     T* zj = z + static_cast<size_t>(j) * d;
-    for (int q = 0; q < d; q++) zj[q] = T(0.5) * dot(cj, t + static_cast<size_t>(q) * d2, d2) + t[d * d2 + q] + b[q];
+    T quadratic[kRows];
+    int q = 0;
+    for (; q + kRows <= d; q += kRows) {
+      rowDots<kRows>(d2, cj, t + static_cast<size_t>(q) * d2, quadratic);
+      for (int r = 0; r < kRows; r++) zj[q + r] = T(0.5) * quadratic[r] + t[d * d2 + q + r] + b[q + r];
+    }
+    for (; q < d; q++) {
+      rowDots<1>(d2, cj, t + static_cast<size_t>(q) * d2, quadratic);
+      zj[q] = T(0.5) * quadratic[0] + t[d * d2 + q] + b[q];
+    }
   }
 }
 
@@ -320,7 +357,7 @@ inline void unpackWeightGradient(int d, const T* const* packed, int n, int first
 
 // e_j += Σ_k δ_k·(Vs[k]c_j): the tensor's share of the error sent to the children.
 template <typename T>
-inline void levelTensorError(int d, int B, const T* tz, const T* delta, T* e) {
+RNTN_VECTOR_CLONES void levelTensorError(int d, int B, const T* tz, const T* delta, T* e) {
   const int d2 = 2 * d, rows = d * d2 + d;
   for (int j = 0; j < B; j++) {
     const T* t = tz + static_cast<size_t>(j) * rows;
