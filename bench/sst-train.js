@@ -5,7 +5,7 @@
 //
 //   node bench/sst-train.js [--seeds 1,2,3] [--epochs 40] [--dim 25] [--batch 27] [--leaf identity|tanh]
 //                           [--lr 0.01] [--adagrad-reset 1 (epochs; 0: never)] [--lambda-w 1e-3] [--lambda-v 0.3] [--lambda-ws 1e-4] [--lambda-l 1e-4]
-//                           [--patience K] [--min-count 2] [--threads N] [--dropout R] [--root-weight W] [--lr-drop-epoch 16 (0: never)] [--lr-drop-factor 0.1] [--json]
+//                           [--patience K] [--min-count 2] [--threads N] [--dropout R] [--root-weight W] [--lr-drop-epoch 16 (0: never)] [--lr-drop-factor 0.1] [--average-from 16 (0: never)] [--json]
 'use strict';
 const path = require('node:path');
 const { parseArgs } = require('node:util');
@@ -30,6 +30,7 @@ const { values } = parseArgs({
     'lambda-l': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.lambda.L) },
     patience: { type: 'string' },
     'min-count': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.minCount) },
+    'average-from': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.averageFrom ?? 0) },
     json: { type: 'boolean', default: false },
     threads: { type: 'string' },
     dropout: { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.dropout) },
@@ -54,6 +55,7 @@ const options = {
   minCount: Number(values['min-count']),
   dropout: Number(values.dropout),
   rootWeight: Number(values['root-weight']),
+  averageFrom: Number(values['average-from']),
   learningRateDrop: Number(values['lr-drop-epoch']) === 0 ? undefined : { epoch: Number(values['lr-drop-epoch']), factor: Number(values['lr-drop-factor']) },
   threads: values.threads === undefined ? DEFAULT_TRAIN_OPTIONS.threads : Number(values.threads),
 };

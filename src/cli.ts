@@ -164,6 +164,7 @@ export function buildProgram(): Command {
     .option('--lambda-l <x>', 'L2 weight of the word vectors', nonNegativeNumber, d.lambda.L)
     .option('--dropout <rate>', "dropout on the classifier's input while training (0: none)", dropoutRate, d.dropout)
     .option('--root-weight <w>', "loss weight of each sentence's root (1: every node alike, as in the paper)", nonNegativeNumber, d.rootWeight)
+    .option('--average-from <n>', 'from this epoch on, score, keep and write the mean of the parameters since it (0: never)', nonNegativeInt, d.averageFrom ?? 0)
     .addOption(new Option('--leaf <activation>', 'leaf activation: identity (the paper) or tanh (CoreNLP)').choices(['identity', 'tanh']).default(d.leaf))
     .option('--seed <n>', 'random seed (initialisation and shuffling)', nonNegativeInt, d.seed)
     .option('--min-count <n>', 'words seen fewer times in training share the *UNK* vector', positiveInt, d.minCount)
@@ -203,6 +204,7 @@ export function buildProgram(): Command {
           lambda: { W: opts.lambdaW, V: opts.lambdaV, Ws: opts.lambdaWs, L: opts.lambdaL },
           dropout: opts.dropout,
           rootWeight: opts.rootWeight,
+          averageFrom: opts.averageFrom,
           seed: opts.seed,
           minCount: opts.minCount,
           evalEvery: opts.evalEvery,
@@ -325,6 +327,7 @@ interface TrainFlags {
   lambdaL: number;
   dropout: number;
   rootWeight: number;
+  averageFrom: number;
   leaf: LeafActivation;
   seed: number;
   minCount: number;

@@ -171,6 +171,50 @@ describe('train', () => {
     expect(Array.from(dropped.model.params)).not.toEqual(Array.from(whole.model.params));
   });
 
+  it('writes the mean of the parameters from averageFrom on, summed in float64', async () => {
+    // Averaging does not change the trajectory: epochs 2-4 of plain runs are what the average sums.
+    const plain = { ...small, averageFrom: 0 };
+    const ends = await Promise.all([2, 3, 4].map((epochs) => train(trainTrees, undefined, { ...plain, epochs })));
+    const averaged = await train(trainTrees, undefined, { ...small, epochs: 4, averageFrom: 2 });
+    const mean = Float32Array.from(ends[0].model.params, (_, i) => ends.reduce((sum, r) => sum + r.model.params[i], 0) / 3);
+    expect(Buffer.from(averaged.model.params.buffer).equals(Buffer.from(mean.buffer))).toBe(true);
+    expect(averaged.records.map((r) => r.averaged)).toEqual([undefined, 1, 2, 3]);
+    await expect(train(trainTrees, undefined, { ...small, averageFrom: 1.5 })).rejects.toThrow(/averageFrom must be an integer >= 0, got 1.5/);
+  });
+
+  it('starts the search for the best dev model over where the average begins', async () => {
+    // Without averaging this run's best dev epoch is an early one (checked, so
+    // that the test can fail); averaging from the last epoch leaves that
+    // epoch's model, its own parameters, as the only candidate.
+    const epochs = 4;
+    const plain = await train(trainTrees, devTrees, { ...small, epochs, averageFrom: 0 });
+    expect(plain.records.filter((r) => r.best).pop()!.epoch).toBeLessThan(epochs);
+    const last = await train(trainTrees, undefined, { ...small, epochs, averageFrom: 0 });
+    const restarted = await train(trainTrees, devTrees, { ...small, epochs, averageFrom: epochs });
+    expect(restarted.records[epochs - 1].best).toBe(true);
+    expect(encodeModel(restarted.model).equals(encodeModel(last.model))).toBe(true);
+  });
+
+  it('resumes a running average from its checkpoint to the same bytes', async () => {
+    const options = { ...small, averageFrom: 2 };
+    const whole = await train(trainTrees, devTrees, options);
+    const dir = path.join(tmp, 'average');
+    await train(trainTrees, devTrees, { ...options, epochs: 3, checkpointDir: dir });
+    const file = path.join(dir, CHECKPOINT_FILE);
+    const saved = decodeSafetensors(fs.readFileSync(file), file);
+    expect(saved.tensors.get('averageSum')!.dtype).toBe('F64');
+    const resumed = await train(trainTrees, devTrees, { ...options, checkpointDir: dir }, {}, file);
+    expect(encodeModel(resumed.model).equals(encodeModel(whole.model))).toBe(true);
+    // A sum that is not finite, or state that promises a sum the file lacks, is refused.
+    const tensors = Object.fromEntries([...saved.tensors].map(([k, t]) => [k, { dtype: t.dtype, shape: t.shape, data: t.data }])) as Parameters<typeof encodeSafetensors>[0];
+    (tensors.averageSum.data as Float64Array)[3] = Infinity;
+    fs.writeFileSync(path.join(tmp, 'bad-sum.safetensors'), encodeSafetensors(tensors, saved.metadata));
+    await expect(train(trainTrees, devTrees, options, {}, path.join(tmp, 'bad-sum.safetensors'))).rejects.toThrow(/tensor averageSum holds a non-finite value at index 3/);
+    delete tensors.averageSum;
+    fs.writeFileSync(path.join(tmp, 'no-sum.safetensors'), encodeSafetensors(tensors, saved.metadata));
+    await expect(train(trainTrees, devTrees, options, {}, path.join(tmp, 'no-sum.safetensors'))).rejects.toThrow(/averages 2 epochs but lacks the tensor averageSum/);
+  });
+
   it('stops early after `patience` evaluations without improvement', async () => {
     // A learning rate this small cannot move the dev accuracy after the first epoch.
     const result = await train(trainTrees, devTrees, { ...small, epochs: 20, learningRate: 1e-9, patience: 2 });
