@@ -75,7 +75,8 @@ const pct = (x) => (100 * x).toFixed(1);
     // The best dev epoch is a maximum over many noisy evaluations, so it also
     // rewards runs whose dev accuracy merely swings more; the mean over the
     // epochs from the learning-rate drop on (the second half without one) is
-    // a steadier dev figure for comparing settings.
+    // a steadier dev figure for comparing settings. (From averageFrom on,
+    // the records' dev figures are those of the averaged models.)
     const from = options.learningRateDrop?.epoch ?? Math.ceil(result.epochs / 2);
     const late = result.records.filter((r) => r.epoch >= from && r.dev).map((r) => r.dev.rootFine);
     const devRootLate = late.length > 0 ? late.reduce((a, b) => a + b, 0) / late.length : NaN;

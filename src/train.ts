@@ -148,6 +148,7 @@ export interface EpochRecord {
   epoch: number;
   /** Mean −log y[label] per training node over the epoch (unregularised; roots count `rootWeight` times). */
   loss: number;
+  /** Dev metrics of this epoch's model (the running average from averageFrom on). */
   dev?: Pick<Metrics, 'loss' | 'rootFine' | 'allFine' | 'rootBinary' | 'allBinary'>;
   /** Whether this epoch's model is the best on dev so far (the one that will be written). */
   best?: boolean;
@@ -176,7 +177,7 @@ export interface TrainHooks {
 }
 
 export interface TrainResult {
-  /** The model to keep: the best on dev when there is a dev set, else the last. */
+  /** The model to keep: the best epoch model on dev when there is a dev set, else the last (TrainOptions.averageFrom). */
   model: Model;
   /** The settings the run used: a resumed run's come from its checkpoint. */
   options: TrainOptions;
