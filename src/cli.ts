@@ -146,7 +146,7 @@ export function buildProgram(): Command {
   const d = DEFAULT_TRAIN_OPTIONS;
   program
     .command('train')
-    .description('train a model with AdaGrad; with --dev, keep the epoch with the best dev root 5-class accuracy')
+    .description('train a model with AdaGrad; with --dev, keep the epoch model with the best dev root 5-class accuracy')
     .option('--train <file>', 'training trees in PTB form (default: a small generated sentiment treebank, to see it learn)')
     .option('--dev <file>', 'dev trees for model selection')
     .option('--out <file>', 'model file to write', 'model.safetensors')
@@ -360,7 +360,9 @@ function progressReporter(epochs: number) {
   let started = false;
   const line = (r: EpochRecord) =>
     `epoch ${r.epoch}: loss ${r.loss.toFixed(4)}, ${r.sentencesPerSecond.toFixed(0)} sent/s, ${r.seconds.toFixed(1)} s` +
-    (r.dev ? `; dev root ${(100 * r.dev.rootFine).toFixed(2)} %, all ${(100 * r.dev.allFine).toFixed(2)} %, root binary ${(100 * r.dev.rootBinary).toFixed(2)} %${r.best ? ' (best)' : ''}` : '');
+    (r.dev
+      ? `; dev${r.averaged ? (r.averaged > 1 ? ` (mean of epochs ${r.epoch - r.averaged + 1}–${r.epoch})` : ' (averaging from here on)') : ''} root ${(100 * r.dev.rootFine).toFixed(2)} %, all ${(100 * r.dev.allFine).toFixed(2)} %, root binary ${(100 * r.dev.rootBinary).toFixed(2)} %${r.best ? ' (best)' : ''}`
+      : '');
   return {
     progress(p: Progress) {
       if (!bar) return;
