@@ -191,7 +191,8 @@ inline void forwardProduct(int rowsVW, int B, int d2, const T* VsWt, const T* c,
 // depend on the CPU's instruction set. Measured in isolation at d = 25
 // (levels of 8 nodes, Vs·c in L2): the AVX2 build of levelTensorError
 // ~1.25× faster than SSE2. An AVX-512 clone was slower than AVX2 for
-// rowDots (8 lanes fill half a register) and is not built.
+// rowDots (a guess at why: its 8 lanes fill half a register) and is not
+// built.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && !defined(RNTN_NO_CLONES)
 #define RNTN_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
 #else
