@@ -16,6 +16,7 @@
 #include <new>
 #include <initializer_list>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -238,13 +239,28 @@ bool overlaps(const void* a, size_t aBytes, const void* b, size_t bBytes) {
   return aBytes && bBytes && pa < pb + bBytes && pb < pa + aBytes;
 }
 
-// A Float32Array argument of exactly `want` values.
-Span<float> float32Arg(Napi::Env env, const Napi::Value& v, const std::string& name, size_t want) {
+// A Float32Array argument, of any length.
+Span<float> float32Arg(Napi::Env env, const Napi::Value& v, const std::string& name) {
   Napi::TypedArray a = typedArrayArg(v, name);
   if (a.TypedArrayType() != napi_float32_array) throwType(env, name + " must be a Float32Array");
-  Span<float> span = spanOf<float>(a);
+  return spanOf<float>(a);
+}
+
+// A Float32Array argument of exactly `want` values.
+Span<float> float32Arg(Napi::Env env, const Napi::Value& v, const std::string& name, size_t want) {
+  Span<float> span = float32Arg(env, v, name);
   if (span.length != want) throwRange(env, name + " has " + std::to_string(span.length) + " values, dims need " + std::to_string(want));
   return span;
+}
+
+// `count` number arguments from info[first] on (`names` for the error).
+std::vector<double> numberArgs(Napi::Env env, const Napi::CallbackInfo& info, size_t first, size_t count, const std::string& names) {
+  std::vector<double> numbers(count);
+  for (size_t i = 0; i < count; i++) {
+    if (!info[first + i].IsNumber()) throwType(env, names + " must be numbers");
+    numbers[i] = info[first + i].As<Napi::Number>().DoubleValue();
+  }
+  return numbers;
 }
 
 // A buffer for the prepared parameters of dims k (rntn.h, preparedSize).
@@ -294,6 +310,22 @@ std::vector<Napi::Value> elementsArg(Napi::Env env, const Napi::Value& v, const 
   std::vector<Napi::Value> values;
   for (uint32_t i = 0; i < array.Length(); i++) values.push_back(array.Get(i));
   return values;
+}
+
+// What unpackWeightGradients and adagradPackedStep are handed besides their
+// buffers: packed weight gradients (at least one, elements not yet checked),
+// the dims, and a range of units.
+struct PackedUnits {
+  std::vector<Napi::Value> packed;
+  Dims k;
+  int first, end;
+};
+
+PackedUnits packedUnitsArgs(Napi::Env env, const Napi::Value& packed, const Napi::Value& dims, const Napi::Value& first, const Napi::Value& end) {
+  PackedUnits a{elementsArg(env, packed, "packed"), dimsArg(dims), 0, 0};
+  std::tie(a.first, a.end) = unitRangeArg(env, first, end, a.k);
+  if (a.packed.empty()) throwRange(env, "packed must hold at least one packed weight gradient");
+  return a;
 }
 
 class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
@@ -421,9 +453,7 @@ class WorkspaceWrap : public Napi::ObjectWrap<WorkspaceWrap> {
     if (!isIntegerIn(internal, 0, std::numeric_limits<int32_t>::max())) {
       throwRange(env, "internal must be a non-negative integer, got " + info[1].ToString().Utf8Value());
     }
-    Napi::TypedArray inputsArray = typedArrayArg(info[0], "inputs");
-    if (inputsArray.TypedArrayType() != napi_float32_array) throwType(env, "packedWeightGradient: inputs must be a Float32Array");
-    Span<float> inputs = spanOf<float>(inputsArray), packed = float32Arg(env, info[2], "packed", rntn::packedWeightGradientSize(k.d));
+    Span<float> inputs = float32Arg(env, info[0], "inputs"), packed = float32Arg(env, info[2], "packed", rntn::packedWeightGradientSize(k.d));
     const size_t need = rntn::weightGradientInputSize(k.d, static_cast<int>(internal));
     if (inputs.length < need) {
       throwRange(env, "inputs has " + std::to_string(inputs.length) + " values, " + std::to_string(static_cast<int>(internal)) +
@@ -628,14 +658,11 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
   Napi::Value UnpackWeightGradients(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() != 5) throwType(env, "unpackWeightGradients(packed, grad, dims, first, end) takes 5 arguments");
-    const std::vector<Napi::Value> packedValues = elementsArg(env, info[0], "packed");
-    const Dims k = dimsArg(info[2]);
-    const auto [first, end] = unitRangeArg(env, info[3], info[4], k);
-    if (packedValues.empty()) throwRange(env, "packed must hold at least one packed weight gradient");
-    Span<float> grad = float32Arg(env, info[1], "grad", Layout(k).size);
-    const std::vector<const float*> packed = packedArgs(env, packedValues, k, {grad});
-    std::vector<float> sum(static_cast<size_t>(rntn::quadraticRows(k.d)));
-    rntn::unpackWeightGradient<false>(k.d, packed.data(), static_cast<int>(packed.size()), first, end, grad.data + Layout(k).V, sum.data());
+    const PackedUnits a = packedUnitsArgs(env, info[0], info[2], info[3], info[4]);
+    Span<float> grad = float32Arg(env, info[1], "grad", Layout(a.k).size);
+    const std::vector<const float*> packed = packedArgs(env, a.packed, a.k, {grad});
+    std::vector<float> sum(static_cast<size_t>(rntn::quadraticRows(a.k.d)));
+    rntn::unpackWeightGradient<false>(a.k.d, packed.data(), static_cast<int>(packed.size()), a.first, a.end, grad.data + Layout(a.k).V, sum.data());
     return env.Undefined();
   }
 
@@ -644,26 +671,21 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
   Napi::Value AdaGradStep(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() != 8) throwType(env, "adagradStep(params, history, grads, ranges, lambdas, scale, lr, eps) takes 8 arguments");
-    auto float32 = [&](const Napi::Value& v, const std::string& name) {
-      Napi::TypedArray a = typedArrayArg(v, name);
-      if (a.TypedArrayType() != napi_float32_array) throwType(env, name + " must be a Float32Array");
-      return spanOf<float>(a);
-    };
     const std::vector<Napi::Value> gradValues = elementsArg(env, info[2], "grads");
-    Span<float> params = float32(info[0], "params");
-    Span<float> history = float32(info[1], "history");
+    Span<float> params = float32Arg(env, info[0], "params");
+    Span<float> history = float32Arg(env, info[1], "history");
     if (history.length != params.length) throwRange(env, "history must have as many values as params");
     std::vector<float*> grads;
     std::vector<Span<float>> gradSpans;
     for (uint32_t s = 0; s < gradValues.size(); s++) {
-      Span<float> g = float32(gradValues[s], "grads[" + std::to_string(s) + "]");
+      Span<float> g = float32Arg(env, gradValues[s], "grads[" + std::to_string(s) + "]");
       if (g.length != params.length) throwRange(env, "grads[" + std::to_string(s) + "] must have as many values as params");
       grads.push_back(g.data);
       gradSpans.push_back(g);
     }
     if (grads.empty()) throwRange(env, "grads must hold at least one gradient");
     auto ranges = int32Arg(info[3], "ranges");
-    Span<float> lambdas = float32(info[4], "lambdas");
+    Span<float> lambdas = float32Arg(env, info[4], "lambdas");
     if (ranges.length % 2 != 0 || lambdas.length != ranges.length / 2) throwRange(env, "ranges must hold [start, end) pairs, one lambda each");
     std::vector<rntn::AdaGradRange> rs(lambdas.length);
     for (size_t r = 0; r < rs.size(); r++) {
@@ -673,11 +695,7 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
       }
       rs[r] = {static_cast<size_t>(a), static_cast<size_t>(b), lambdas.data[r]};
     }
-    double scalars[3];
-    for (int i = 0; i < 3; i++) {
-      if (!info[5 + i].IsNumber()) throwType(env, "scale, lr and eps must be numbers");
-      scalars[i] = info[5 + i].As<Napi::Number>().DoubleValue();
-    }
+    const std::vector<double> scalars = numberArgs(env, info, 5, 3, "scale, lr and eps");
     // Every buffer is written: none may alias another.
     std::vector<Span<float>> all = gradSpans;
     all.push_back(params);
@@ -697,19 +715,12 @@ class RntnAddon : public Napi::Addon<RntnAddon> {
   Napi::Value AdaGradPackedStep(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() != 11) throwType(env, "adagradPackedStep(params, history, packed, dims, first, end, lambdaV, lambdaW, scale, lr, eps) takes 11 arguments");
-    const std::vector<Napi::Value> packedValues = elementsArg(env, info[2], "packed");
-    const Dims k = dimsArg(info[3]);
-    const auto [first, end] = unitRangeArg(env, info[4], info[5], k);
-    double numbers[5];
-    for (int i = 0; i < 5; i++) {
-      if (!info[6 + i].IsNumber()) throwType(env, "lambdaV, lambdaW, scale, lr and eps must be numbers");
-      numbers[i] = info[6 + i].As<Napi::Number>().DoubleValue();
-    }
-    if (packedValues.empty()) throwRange(env, "packed must hold at least one packed weight gradient");
-    Span<float> params = float32Arg(env, info[0], "params", Layout(k).size), history = float32Arg(env, info[1], "history", Layout(k).size);
+    const PackedUnits a = packedUnitsArgs(env, info[2], info[3], info[4], info[5]);
+    const std::vector<double> numbers = numberArgs(env, info, 6, 5, "lambdaV, lambdaW, scale, lr and eps");
+    Span<float> params = float32Arg(env, info[0], "params", Layout(a.k).size), history = float32Arg(env, info[1], "history", Layout(a.k).size);
     if (overlaps(params.data, params.length * 4, history.data, history.length * 4)) throwRange(env, "params and history must not share memory");
-    const std::vector<const float*> packed = packedArgs(env, packedValues, k, {params, history});
-    const bool finite = rntn::adagradPackedStep(params.data, history.data, packed.data(), static_cast<int>(packed.size()), k, first, end,
+    const std::vector<const float*> packed = packedArgs(env, a.packed, a.k, {params, history});
+    const bool finite = rntn::adagradPackedStep(params.data, history.data, packed.data(), static_cast<int>(packed.size()), a.k, a.first, a.end,
                                                 static_cast<float>(numbers[0]), static_cast<float>(numbers[1]), static_cast<float>(numbers[2]),
                                                 static_cast<float>(numbers[3]), static_cast<float>(numbers[4]));
     return Napi::Boolean::New(env, finite);

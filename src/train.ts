@@ -419,7 +419,6 @@ export async function train(
         sentencesPerSecond: epochSentences / epochSeconds,
         seconds: state.seconds,
       };
-      let epochModel = model;
       if (averageFrom > 0 && state.epoch >= averageFrom) {
         if (!averageSum) {
           averageSum = new Float64Array(params.length);
@@ -432,9 +431,11 @@ export async function train(
         }
         for (let i = 0; i < params.length; i++) averageSum[i] += params[i];
         record.averaged = ++state.averaged!;
-        epochModel = new Model(model.config, model.vocab, average());
       }
       if (devTrees && devTrees.length > 0 && state.epoch % options.evalEvery === 0) {
+        // The epoch's model: the running average once it has begun (a fresh array), else the parameters themselves.
+        const averaged = average();
+        const epochModel = averaged ? new Model(model.config, model.vocab, averaged) : model;
         const dev = evaluate(epochModel, devTrees);
         record.dev = { loss: dev.loss, rootFine: dev.rootFine, allFine: dev.allFine, rootBinary: dev.rootBinary, allBinary: dev.allBinary };
         record.best = dev.rootFine > state.bestScore;
@@ -442,7 +443,7 @@ export async function train(
           state.bestScore = dev.rootFine;
           state.bestEpoch = state.epoch;
           state.evalsWithoutImprovement = 0;
-          best = Float32Array.from(epochModel.params);
+          best = averaged ?? Float32Array.from(params);
         } else {
           state.evalsWithoutImprovement++;
         }

@@ -81,8 +81,8 @@ for (let n = 1; ; n++) {
     if (start(s + 1) > start(s)) {
       mine.push(s);
       const compiled = table.compile(trees.subarray(slot * batchSize + start(s), slot * batchSize + start(s + 1)), { rootWeight: init.rootWeight });
-      const d = 2 * (slot * S + s);
-      const schedule: Schedule = dropout[d] > 0 ? { ...compiled, dropout: { rate: dropout[d], seed: dropout[d + 1] } } : compiled;
+      const mask = 2 * (slot * S + s); // the shard's [rate, seed] in `dropout`
+      const schedule: Schedule = dropout[mask] > 0 ? { ...compiled, dropout: { rate: dropout[mask], seed: dropout[mask + 1] } } : compiled;
       const [loss] = workspace.forwardBackwardShards(init.params, [init.grads[s]], init.dims, [schedule], [init.deferred[s]], init.prepared);
       shardLoss[slot * S + s] = loss;
       shardWords.set(compiled.words, s * stripe);
