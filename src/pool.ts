@@ -91,7 +91,7 @@ export const SLOTS = 8;
  * one running.
  */
 export interface BatchChannel {
-  /** [arrived, generation, aborted, posted, completed, readied]: see the constants below. */
+  /** [arrived, generation, aborted, posted, completed, readied, wakeAt, woken]: see the constants below. */
   control: Int32Array;
   /** Per slot: the next shard of the batch for a worker to claim. */
   shardNext: Int32Array;
@@ -199,6 +199,15 @@ const ABORTED = 2; // 1 once the pool closes: every wait returns
 export const POSTED = 3; // batches the main thread has posted
 export const COMPLETED = 4; // batches × workers done: batch n is done when this reaches n·workers
 export const READIED = 5; // bumped whenever a worker has marked its shards ready (shardReady)
+// The main thread sleeps on WOKEN until COMPLETED reaches WAKE_AT (finish); the
+// worker whose completion gets it there sets WAKE_AT back to NEVER and bumps
+// WOKEN. It used to sleep on COMPLETED itself, and every worker's completion
+// of every batch woke it (an event-loop turn each, ~0.1 ms of its CPU per
+// batch: perf, 2 threads): with as many workers as cores that time is taken
+// from a worker.
+export const WAKE_AT = 6;
+export const WOKEN = 7;
+export const NEVER = 0x7fffffff;
 
 /** How long a worker spins before it sleeps in Atomics.wait (milliseconds), when every worker has a core. */
 const SPIN_MS = 2;
@@ -247,7 +256,7 @@ export class TrainingPool {
     native().prepareParameters(options.params, options.dims, prepared, 0, options.dims.dim + 1);
     const shares = denseShares(options.update, options.dims, workers);
     this.channel = {
-      control: int32(READIED + 1),
+      control: int32(WOKEN + 1),
       shardNext: int32(SLOTS),
       unitNext: int32(SLOTS),
       trees: int32(SLOTS * this.batchSize),
@@ -264,6 +273,7 @@ export class TrainingPool {
       workerNodes: int32(SLOTS * workers),
       workerFinite: int32(SLOTS * workers),
     };
+    this.channel.control[WAKE_AT] = NEVER;
     // Always the compiled worker (lib/worker.js), also when this module runs from src/ under vitest.
     const script = options.workerScript ?? path.resolve(__dirname, '..', 'lib', 'worker.js');
     this.workers = Array.from({ length: workers }, (_, worker) => {
@@ -355,9 +365,15 @@ export class TrainingPool {
     const target = done ? n * W : (this.finished + Math.max(1, Math.floor(this.inFlight / 2))) * W;
     for (;;) {
       if (this.failure) throw this.failure;
-      const completed = Atomics.load(c.control, COMPLETED);
-      if (completed >= target) break;
-      const wait = Atomics.waitAsync(c.control, COMPLETED, completed);
+      // WAKE_AT is set before COMPLETED is read again: a completion either
+      // shows here or sees the target and wakes this thread (seq-cst order).
+      const woken = Atomics.load(c.control, WOKEN);
+      Atomics.store(c.control, WAKE_AT, target);
+      if (Atomics.load(c.control, COMPLETED) >= target) {
+        Atomics.store(c.control, WAKE_AT, NEVER);
+        break;
+      }
+      const wait = Atomics.waitAsync(c.control, WOKEN, woken);
       if (wait.async) await Promise.race([wait.value, this.failed]);
     }
     this.finished = n;
@@ -381,7 +397,7 @@ export class TrainingPool {
     // Wake every worker from whatever it waits for; each then returns from its loop.
     const control = this.channel.control;
     Atomics.store(control, ABORTED, 1);
-    for (const index of [GENERATION, POSTED, COMPLETED, READIED]) {
+    for (const index of [GENERATION, POSTED, COMPLETED, READIED, WOKEN]) {
       Atomics.add(control, index, 1);
       Atomics.notify(control, index);
     }

@@ -19,7 +19,7 @@
 import { workerData } from 'node:worker_threads';
 import { distinctSorted, TreeTable } from './batch';
 import { createWorkspace, native, weightGradientParts, type Schedule } from './native';
-import { aborted, barrier, COMPLETED, POSTED, READIED, SLOTS, updateShare, waitWhileEqual, type WorkerInit } from './pool';
+import { aborted, barrier, COMPLETED, NEVER, POSTED, READIED, SLOTS, updateShare, WAKE_AT, waitWhileEqual, WOKEN, type WorkerInit } from './pool';
 
 const init = workerData as WorkerInit;
 const table = new TreeTable(init.table);
@@ -181,6 +181,11 @@ for (let n = 1; ; n++) {
   }
   workerNodes[slot * W + init.worker] = nodes;
   workerFinite[slot * W + init.worker] = finite ? 1 : 0;
-  Atomics.add(control, COMPLETED, 1);
+  const completed = Atomics.add(control, COMPLETED, 1) + 1;
   Atomics.notify(control, COMPLETED);
+  const wakeAt = Atomics.load(control, WAKE_AT);
+  if (completed >= wakeAt && Atomics.compareExchange(control, WAKE_AT, wakeAt, NEVER) === wakeAt) {
+    Atomics.add(control, WOKEN, 1);
+    Atomics.notify(control, WOKEN);
+  }
 }
