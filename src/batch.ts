@@ -138,18 +138,6 @@ export class TreeTable implements TreeTableData {
     return table;
   }
 
-  /** The distinct word ids at the leaves of the trees `ids`, ascending: the rows of L a batch of them touches. */
-  leafWords(ids: ArrayLike<number>): Int32Array {
-    const { treeStart, left, word } = this;
-    const words: number[] = [];
-    for (let j = 0; j < ids.length; j++) {
-      const t = ids[j];
-      if (!(t >= 0 && t < this.trees)) throw new RangeError(`tree index ${t} is outside the table (${this.trees} trees)`);
-      for (let i = treeStart[t]; i < treeStart[t + 1]; i++) if (left[i] < 0) words.push(word[i]);
-    }
-    return distinctSorted(words);
-  }
-
   /**
    * The schedule of the trees `ids` (indices into the table), in that order.
    *
@@ -187,6 +175,7 @@ export class TreeTable implements TreeTableData {
     const label = new Int32Array(n);
     const roots = new Int32Array(ids.length);
     const slot = new Int32Array(widest); // schedule index of each node of the tree in progress
+    const leafWords: number[] = [];
     for (let j = 0; j < ids.length; j++) {
       const t = ids[j];
       const base = treeStart[t];
@@ -197,6 +186,7 @@ export class TreeTable implements TreeTableData {
         word[k] = this.word[i];
         if (this.left[i] < 0) {
           left[k] = right[k] = -1;
+          leafWords.push(this.word[i]);
         } else {
           left[k] = slot[this.left[i] - base];
           right[k] = slot[this.right[i] - base];
@@ -205,7 +195,7 @@ export class TreeTable implements TreeTableData {
       }
       roots[j] = slot[treeStart[t + 1] - 1 - base];
     }
-    const schedule: CompiledSchedule = { left, right, word, label, levelStart, roots, words: this.leafWords(ids) };
+    const schedule: CompiledSchedule = { left, right, word, label, levelStart, roots, words: distinctSorted(leafWords) };
     if (rootWeight !== 1) {
       schedule.weight = new Float32Array(n).fill(1);
       for (const r of roots) schedule.weight[r] = rootWeight;

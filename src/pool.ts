@@ -106,6 +106,9 @@ export interface BatchChannel {
   /** Per slot: the loss's scale (1 / trees in the batch) and the batch's AdaGrad learning rate. */
   scale: Float64Array;
   learningRate: Float64Array;
+  /** Per shard: its distinct word ids, in its stripe of `vocab` slots, and how many there are (the running batch's). */
+  shardWords: Int32Array;
+  shardWordCount: Int32Array;
   /** Per slot and shard: the summed loss of its labelled nodes. */
   shardLoss: Float64Array;
   /** Per slot and shard: its internal nodes (the size of its deferred weight-gradient inputs). */
@@ -261,6 +264,8 @@ export class TrainingPool {
       dropout: float64(SLOTS * 2 * shards),
       scale: float64(SLOTS),
       learningRate: float64(SLOTS),
+      shardWords: int32(shards * Math.max(1, options.dims.vocab)),
+      shardWordCount: int32(shards),
       shardLoss: float64(SLOTS * shards),
       shardInternal: int32(SLOTS * shards),
       shardReady: int32(shards),
@@ -429,11 +434,9 @@ export function aborted(control: Int32Array): boolean {
 
 /**
  * Waits until all `workers` have arrived (called by each worker once per
- * batch). Returns false when the pool aborted the run instead. A worker that
- * has to wait runs `idle` first (src/worker.ts: work it would otherwise do
- * after the barrier).
+ * batch). Returns false when the pool aborted the run instead.
  */
-export function barrier(control: Int32Array, workers: number, spinMs: number, idle?: () => void): boolean {
+export function barrier(control: Int32Array, workers: number, spinMs: number): boolean {
   const generation = Atomics.load(control, GENERATION);
   if (Atomics.load(control, ABORTED)) return false;
   if (Atomics.add(control, ARRIVED, 1) === workers - 1) {
@@ -442,7 +445,6 @@ export function barrier(control: Int32Array, workers: number, spinMs: number, id
     Atomics.notify(control, GENERATION);
     return true;
   }
-  idle?.();
   while (Atomics.load(control, GENERATION) === generation) waitWhileEqual(control, GENERATION, generation, spinMs);
   return !Atomics.load(control, ABORTED);
 }

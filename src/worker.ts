@@ -17,18 +17,19 @@
  * ahead.
  */
 import { workerData } from 'node:worker_threads';
-import { TreeTable } from './batch';
+import { distinctSorted, TreeTable } from './batch';
 import { createWorkspace, native, weightGradientParts, type Schedule } from './native';
 import { aborted, barrier, COMPLETED, NEVER, POSTED, READIED, SLOTS, updateShare, WAKE_AT, waitWhileEqual, WOKEN, type WorkerInit } from './pool';
 
 const init = workerData as WorkerInit;
 const table = new TreeTable(init.table);
 const workspace = createWorkspace();
-const { control, shardNext, unitNext, trees, shardStart, dropout, scale, learningRate, shardLoss, shardInternal, shardReady, taskClaimed, workerNodes, workerFinite } =
+const { control, shardNext, unitNext, trees, shardStart, dropout, scale, learningRate, shardWords, shardWordCount, shardLoss, shardInternal, shardReady, taskClaimed, workerNodes, workerFinite } =
   init.channel;
 const S = init.grads.length;
 const W = init.workers;
 const batchSize = trees.length / SLOTS;
+const stripe = Math.max(1, init.dims.vocab);
 const u = init.update;
 const { units, lambdaV, lambdaW } = init.share;
 
@@ -55,37 +56,22 @@ function claimUnits(slot: number): [number, number] | undefined {
   }
 }
 
-/**
- * Blocks until control[index] ≥ value; false when the pool closed instead.
- * Runs `idle` first when it has to wait.
- */
-function waitFor(index: number, value: number, idle?: () => void): boolean {
+/** Blocks until control[index] ≥ value; false when the pool closed instead. */
+function waitFor(index: number, value: number): boolean {
   for (;;) {
     if (aborted(control)) return false;
     const now = Atomics.load(control, index);
     if (now >= value) return true;
-    if (idle) {
-      idle();
-      idle = undefined;
-    }
     waitWhileEqual(control, index, now, init.spinMs);
   }
 }
 
 // Batch n uses slot n mod SLOTS of the channel's per-batch arrays (src/pool.ts).
 for (let n = 1; ; n++) {
-  if (!waitFor(POSTED, n)) break;
+  // Posted, and every worker has applied its share of batch n − 1's update (the parameters and their prepared form are final).
+  if (!waitFor(POSTED, n) || !waitFor(COMPLETED, (n - 1) * W)) break;
   const slot = n % SLOTS;
   const start = (s: number) => shardStart[slot * (S + 1) + s];
-  // The rows of L the batch touches (its update steps them), found while this
-  // worker would otherwise wait: for the others' update of the previous
-  // batch, for a shard, or at the barrier (else after it). Each worker needs
-  // the whole list (updateShare), ~30 µs a batch, which after the barrier
-  // delayed every worker's update.
-  let touched: Int32Array | undefined;
-  const touchedRows = () => (touched ??= table.leafWords(trees.subarray(slot * batchSize + start(0), slot * batchSize + start(S))));
-  // Every worker has applied its share of batch n − 1's update (the parameters and their prepared form are final).
-  if (!waitFor(COMPLETED, (n - 1) * W, touchedRows)) break;
 
   // Shards are claimed in order from a per-batch counter (shardNext): a
   // worker whose core runs faster takes more of them. Who computes a shard
@@ -116,10 +102,13 @@ for (let n = 1; ; n++) {
       const schedule: Schedule = dropout[mask] > 0 ? { ...compiled, dropout: { rate: dropout[mask], seed: dropout[mask + 1] } } : compiled;
       const [loss] = workspace.forwardBackwardShards(init.params, [init.grads[s]], init.dims, [schedule], [init.deferred[s]], init.prepared);
       shardLoss[slot * S + s] = loss;
+      shardWords.set(compiled.words, s * stripe);
+      shardWordCount[s] = compiled.words.length;
       shardInternal[slot * S + s] = compiled.left.length - compiled.levelStart[1];
       nodes += compiled.left.length;
     } else {
-      // An empty shard (a last batch smaller than the shard count): no loss, no weight gradient.
+      // An empty shard (a last batch smaller than the shard count): no words, no loss, no weight gradient.
+      shardWordCount[s] = 0;
       shardLoss[slot * S + s] = 0;
       shardInternal[slot * S + s] = 0;
     }
@@ -157,7 +146,6 @@ for (let n = 1; ; n++) {
       claimed = false;
       break;
     } else {
-      touchedRows();
       waitWhileEqual(control, READIED, readied, init.spinMs);
     }
   }
@@ -165,14 +153,20 @@ for (let n = 1; ; n++) {
   // Letting the last worker to arrive apply the whole update instead, so the
   // others wait once, measured slower: 6 paired 3-epoch runs at 2 threads,
   // median 0.87 (README, Performance).
-  if (!claimed || !barrier(control, W, init.spinMs, touchedRows)) break;
+  if (!claimed || !barrier(control, W, init.spinMs)) break;
 
   // Every shard is done. A non-finite loss skips the update: the trainer stops on it.
   let lossFinite = true;
   for (let s = 0; s < S; s++) lossFinite &&= Number.isFinite(shardLoss[slot * S + s]);
   let finite = true;
   if (lossFinite) {
-    const { ranges, lambdas } = updateShare(u, init.share, touchedRows(), init.worker, W);
+    // The touched rows as the merge of the shards' sorted lists instead (its
+    // JavaScript took ~13 µs a batch instead of ~33) made 2-thread training
+    // slower, not faster: bench/compare-trainers.js, 8 rounds, median 0.896,
+    // 0 of 8 faster, the same bytes. Not understood; not kept.
+    const touched: number[] = [];
+    for (let s = 0; s < S; s++) for (const w of shardWords.subarray(s * stripe, s * stripe + shardWordCount[s])) touched.push(w);
+    const { ranges, lambdas } = updateShare(u, init.share, distinctSorted(touched), init.worker, W);
     finite = native().adagradStep(init.params, u.history, init.grads, ranges, lambdas, scale[slot], learningRate[slot], u.epsilon);
     // Units of V and W, stepped from the shards' packed weight gradients summed in shard order (the
     // order adagradStep sums the shards' buffers in: the same bytes as unpacking each shard's into

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compileBatch, TreeTable } from '../src/batch';
+import { compileBatch } from '../src/batch';
 import { countNodes, isLeaf, parseTrees, treeHeight, type TreeNode } from '../src/tree';
 import { Vocabulary } from '../src/vocab';
 import { randomTrees } from './helpers';
@@ -68,27 +68,5 @@ describe('compileBatch', () => {
     const s = compileBatch([deep], vocab);
     expect(s.levelStart.length).toBe(100_002);
     expect(s.roots[0]).toBe(s.left.length - 1);
-  });
-});
-
-describe('TreeTable.leafWords', () => {
-  it("lists the distinct words at the chosen trees' leaves, ascending, whatever the trees' order", () => {
-    // Words: a = 1, b = 2, c = 3, anything else *UNK* = 0.
-    const table = TreeTable.fromTrees(parseTrees('(3 (2 (3 c) (1 a)) (4 c))\n(1 zzz)\n(2 (2 b) (2 b))'), vocab);
-    expect([...table.leafWords([0])]).toEqual([1, 3]);
-    expect([...table.leafWords([2, 0])]).toEqual([1, 2, 3]);
-    expect([...table.leafWords([1, 2, 1])]).toEqual([0, 2]);
-    expect([...table.leafWords([])]).toEqual([]);
-    // A pool batch's update steps these rows; they must be the union of its shards' schedules' words.
-    const forest = randomTrees(3, 12, ['a', 'b', 'c', 'd'], 5, 30);
-    const big = TreeTable.fromTrees(forest, vocab);
-    const union = new Set([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11].flatMap((t) => [...big.compile([t]).words]));
-    expect([...big.leafWords([11, 3, 5, 0, 1, 2, 4, 6, 7, 8, 9, 10])]).toEqual([...union].sort((x, y) => x - y));
-  });
-
-  it('refuses a tree index outside the table', () => {
-    const table = TreeTable.fromTrees(parseTrees('(1 a)'), vocab);
-    expect(() => table.leafWords([1])).toThrow(/tree index 1 is outside the table \(1 trees\)/);
-    expect(() => table.leafWords([-1])).toThrow(RangeError);
   });
 });
