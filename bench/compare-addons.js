@@ -45,7 +45,7 @@ const update = updateConfig(model, options.lambda, { history: new Float32Array(0
 // packed gradients (src/worker.ts); here each shard's buffer holds its own
 // dV and dW, so V and W are stepped from the buffers like the rest.
 const [whole] = denseShares(update, dims, 1);
-const everything = { ...whole, from: update.dense[0].start };
+const everything = { ...whole, unpackedTo: whole.from };
 const batches = [];
 for (let i = 0; i < trees.length; i += options.batchSize) {
   const members = Int32Array.from({ length: Math.min(options.batchSize, trees.length - i) }, (_, k) => i + k);

@@ -15,13 +15,13 @@
  * `deferred` buffer), then claim the shards' weight gradients (two tasks per
  * shard, each into the shard's `packed` buffer) one at a time, finish them,
  * wait at a barrier until every shard of the batch is done, then each
- * applies the AdaGrad step to its own share of the parameters (a slice of
- * the small dense groups and every workers-th of the rows of L the batch
- * touched, from the shards' buffers: denseShares, updateShare), then claims
- * units of V and W a few at a time, steps each from the shards' packed
- * gradients and rebuilds its part of the shared prepared parameters, and
- * counts itself done. The claiming is what lets a core that runs faster at
- * the moment take over part of a slower one's work.
+ * applies the AdaGrad step to its own share of the parameters (whole units
+ * of V and W stepped from the shards' packed gradients, and a slice of the
+ * other dense groups and every workers-th of the rows of L the batch touched
+ * from the shards' buffers: denseShares, updateShare), rebuilds its units of
+ * the shared prepared parameters, and counts itself done. The claiming is
+ * what lets a core that runs faster at the moment take over part of a
+ * slower one's work.
  * Measured, each in paired runs of 3 SST epochs:
  * - with a postMessage round trip per batch, each worker sat idle 0.4-0.7 ms
  *   between batches (a round trip between busy threads measured 0.09 ms);
@@ -95,8 +95,6 @@ export interface BatchChannel {
   control: Int32Array;
   /** Per slot: the next shard of the batch for a worker to claim. */
   shardNext: Int32Array;
-  /** Per slot: the next unit of V and W (denseShares) for a worker to claim in the update. */
-  unitNext: Int32Array;
   /** Per slot, `trees.length / SLOTS` entries (the batch size): the batch's tree indices, shard after shard. */
   trees: Int32Array;
   /** Per slot, shards + 1 entries: shard s is [shardStart[s], shardStart[s+1]) of the slot's trees. */
@@ -124,18 +122,18 @@ export interface BatchChannel {
 
 /**
  * A worker's part of every update (denseShares): the slice [from, to) of the
- * dense groups after V and W that it steps from the shards' gradient buffers
- * (updateShare), and what every worker needs to step V and W: they are
- * `units` units (unit q < dim is V[q], unit dim is W), which the workers
- * claim a few at a time and step from the shards' packed weight gradients
- * (native adagradPackedStep, with λ_V and λ_W), then rebuild their prepared
- * parameters (native prepareParameters). `units` is 0 when the update leaves
- * V and W alone (tests).
+ * dense groups it applies AdaGrad to. [from, unpackedTo) of it is the units
+ * [firstUnit, endUnit) of V and W, which it steps from the shards' packed
+ * weight gradients (native adagradPackedStep, with λ_V and λ_W) and whose
+ * prepared parameters it then rebuilds; the rest, [unpackedTo, to), is
+ * stepped from the shards' gradient buffers (updateShare).
  */
 export interface DenseShare {
   from: number;
   to: number;
-  units: number;
+  unpackedTo: number;
+  firstUnit: number;
+  endUnit: number;
   lambdaV: number;
   lambdaW: number;
 }
@@ -251,14 +249,13 @@ export class TrainingPool {
     const deferred = Array.from({ length: shards }, () => new Float32Array(new SharedArrayBuffer(4 * Math.max(1, deferredSize))));
     const packed = Array.from({ length: shards }, () => new Float32Array(new SharedArrayBuffer(4 * native().packedWeightGradientSize(options.dims.dim))));
     // The prepared parameters, built here once and then, after every update,
-    // unit by unit by the worker that stepped the unit (denseShares).
+    // unit by unit by the worker that updated the unit (denseShares).
     const prepared = new Float32Array(new SharedArrayBuffer(4 * native().preparedSize(options.dims.dim)));
     native().prepareParameters(options.params, options.dims, prepared, 0, options.dims.dim + 1);
     const shares = denseShares(options.update, options.dims, workers);
     this.channel = {
       control: int32(WOKEN + 1),
       shardNext: int32(SLOTS),
-      unitNext: int32(SLOTS),
       trees: int32(SLOTS * this.batchSize),
       shardStart: int32(SLOTS * (shards + 1)),
       dropout: float64(SLOTS * 2 * shards),
@@ -343,7 +340,6 @@ export class TrainingPool {
     });
     c.shardStart[slot * (S + 1) + S] = at;
     c.shardNext[slot] = 0;
-    c.unitNext[slot] = 0;
     c.scale[slot] = step.scale;
     c.learningRate[slot] = step.learningRate;
     this.posted = n;
@@ -468,44 +464,47 @@ export function waitWhileEqual(array: Int32Array, index: number, value: number, 
 }
 
 /**
- * How the workers share out the dense groups of every update. V and W are
- * made of units (unit q < dim is V[q] alone, unit dim W alone: native
- * adagradPackedStep and prepareParameters): each unit is unpacked, stepped
- * and rebuilt by one worker, in one go, while it is in that worker's cache.
- * The units are claimed after every batch (src/worker.ts, claimUnits), so a
- * worker that finished its rows sooner, or whose core runs faster at the
- * moment, steps more of them; the dense groups after W (b, Ws, bs: a few
- * hundred values) are cut into fixed, about equal slices, one per worker.
- * Before the units were claimed each worker had a fixed half of them, and
- * the first worker to finish its update waited for the other's before the
- * next batch: 47-114 ms per 3 epochs (instrumented workers, 2 threads).
+ * Each worker's slice of the dense groups and the units of V and W it steps
+ * and rebuilds. ∂V, ∂W and the prepared parameters are made in units (unit
+ * q < dim is V[q] alone, unit dim W alone: native adagradPackedStep and
+ * prepareParameters), so the slices, about equal, have their ends moved to
+ * the nearest edge of a unit: each unit is unpacked, stepped and rebuilt by
+ * one worker, in one go, while it is in that worker's cache, and nobody
+ * waits for anybody to do it. Each worker does 1 / workers of it instead of
+ * all.
  */
 export function denseShares(config: UpdateConfig, dims: NativeDims, workers: number): DenseShare[] {
   const layout = new ParameterLayout(dims.dim, dims.classes, dims.vocab);
-  // V is the first group of the buffer and W follows it (ParameterLayout).
-  const first = layout.offsets.V;
-  const last = layout.offsets.W + layout.count('W');
+  const slice = layout.count('V') / dims.dim;
+  // edges[q] is where unit q begins (q ≤ dim; W follows V), edges[dim + 1] where W ends.
+  const edges = [...Array.from({ length: dims.dim + 1 }, (_, q) => layout.offsets.V + q * slice), layout.offsets.W + layout.count('W')];
+  const first = edges[0];
+  const last = edges[dims.dim + 1];
   const denseStart = config.dense[0]?.start ?? 0;
   const denseEnd = config.dense[config.dense.length - 1]?.end ?? 0;
   // Either V and W are updated whole (training) or not at all (tests): a unit half updated would be rebuilt by nobody.
   const updatesUnits = denseStart <= first && last <= denseEnd;
   if (!updatesUnits && denseStart < last && first < denseEnd) throw new RangeError('the dense groups must cover V and W whole, or neither');
-  const sliced = updatesUnits ? last : denseStart;
-  const cut = (w: number) => sliced + Math.floor((w * (denseEnd - sliced)) / workers);
+  const cut = (w: number) => {
+    const at = denseStart + Math.floor((w * (denseEnd - denseStart)) / workers);
+    if (!updatesUnits || at <= first || at >= last) return at;
+    return edges.reduce((best, e) => (Math.abs(e - at) < Math.abs(best - at) ? e : best));
+  };
+  // Units before a cut (the cuts are edges, or outside V and W).
+  const unitsBefore = (at: number) => (updatesUnits ? edges.slice(0, dims.dim + 1).filter((e) => e < at).length : 0);
   const lambdaAt = (offset: number) => config.dense.find((g) => g.start <= offset && offset < g.end)?.lambda ?? 0;
-  return Array.from({ length: workers }, (_, w) => ({
-    from: cut(w),
-    to: cut(w + 1),
-    units: updatesUnits ? dims.dim + 1 : 0,
-    lambdaV: lambdaAt(first),
-    lambdaW: lambdaAt(layout.offsets.W),
-  }));
+  return Array.from({ length: workers }, (_, w) => {
+    const from = cut(w);
+    const to = cut(w + 1);
+    const unpackedTo = updatesUnits ? Math.min(Math.max(from, last), to) : from;
+    return { from, to, unpackedTo, firstUnit: unitsBefore(from), endUnit: unitsBefore(to), lambdaV: lambdaAt(first), lambdaW: lambdaAt(edges[dims.dim]) };
+  });
 }
 
 /**
  * Worker `worker` of `workers`'s share of one update whose gradients are
  * summed over the shards' buffers, as [start, end) pairs and their λs: its
- * slice of the dense groups after V and W ([share.from, share.to)),
+ * slice of the dense groups after V and W ([share.unpackedTo, share.to)),
  * and every `workers`-th of `rows` (the ascending distinct rows of L the
  * batch touched). The shares partition the update, and AdaGrad is
  * element-wise, so the bytes do not depend on how it is shared out. Rows
@@ -517,7 +516,7 @@ export function denseShares(config: UpdateConfig, dims: NativeDims, workers: num
  */
 export function updateShare(
   config: UpdateConfig,
-  { from, to }: DenseShare,
+  { unpackedTo: from, to }: DenseShare,
   rows: Int32Array,
   worker: number,
   workers: number,

@@ -6,9 +6,9 @@
  * prepared parameters in place, adding the shard's gradient but ∂V and ∂W
  * into the shard's shared buffer, and marking the shard ready as soon as it
  * is done), claims shards' weight gradients until none is left, waits until
- * every worker is done, applies the AdaGrad step to its share of the rows
- * and small groups, claims units of V and W until none is left, stepping
- * each and rebuilding its prepared parameters, and counts itself done.
+ * every worker is done, applies the AdaGrad step to its share of the
+ * parameters, rebuilds its units of the prepared parameters, and counts
+ * itself done.
  *
  * It runs as one loop that waits (spinning briefly, then in Atomics.wait;
  * src/pool.ts, waitWhileEqual) between phases and batches and never returns
@@ -24,37 +24,20 @@ import { aborted, barrier, COMPLETED, NEVER, POSTED, READIED, SLOTS, updateShare
 const init = workerData as WorkerInit;
 const table = new TreeTable(init.table);
 const workspace = createWorkspace();
-const { control, shardNext, unitNext, trees, shardStart, dropout, scale, learningRate, shardWords, shardWordCount, shardLoss, shardInternal, shardReady, taskClaimed, workerNodes, workerFinite } =
+const { control, shardNext, trees, shardStart, dropout, scale, learningRate, shardWords, shardWordCount, shardLoss, shardInternal, shardReady, taskClaimed, workerNodes, workerFinite } =
   init.channel;
 const S = init.grads.length;
 const W = init.workers;
 const batchSize = trees.length / SLOTS;
 const stripe = Math.max(1, init.dims.vocab);
 const u = init.update;
-const { units, lambdaV, lambdaW } = init.share;
+const { firstUnit, endUnit, lambdaV, lambdaW } = init.share;
 
 // Weight-gradient task t is part t mod P of shard ⌊t / P⌋ (rntn.h, kWeightGradientParts).
 // This worker looks for tasks to claim in this order: those of the shards it computed first.
 const P = weightGradientParts();
 const tasks = Array.from({ length: S * P }, (_, t) => t);
 const claimOrder = (mine: number[]) => [...mine.flatMap((s) => tasks.slice(s * P, (s + 1) * P)), ...tasks];
-
-/**
- * The next units [first, end) of V and W for this worker to step in batch
- * slot `slot`'s update, or undefined when every unit is taken. A claim takes
- * 1 / (2 · workers) of what is left (everything with one worker), so the
- * last claims are single units and the workers finish their updates close
- * together, with 4-5 claims each at 2 threads instead of one per unit (each
- * claim is two native calls, ~4 µs of overhead).
- */
-function claimUnits(slot: number): [number, number] | undefined {
-  for (;;) {
-    const first = Atomics.load(unitNext, slot);
-    if (first >= units) return undefined;
-    const end = W === 1 ? units : first + Math.ceil((units - first) / (2 * W));
-    if (Atomics.compareExchange(unitNext, slot, first, end) === first) return [first, end];
-  }
-}
 
 /** Blocks until control[index] ≥ value; false when the pool closed instead. */
 function waitFor(index: number, value: number): boolean {
@@ -168,15 +151,14 @@ for (let n = 1; ; n++) {
     for (let s = 0; s < S; s++) for (const w of shardWords.subarray(s * stripe, s * stripe + shardWordCount[s])) touched.push(w);
     const { ranges, lambdas } = updateShare(u, init.share, distinctSorted(touched), init.worker, W);
     finite = native().adagradStep(init.params, u.history, init.grads, ranges, lambdas, scale[slot], learningRate[slot], u.epsilon);
-    // Units of V and W, stepped from the shards' packed weight gradients summed in shard order (the
-    // order adagradStep sums the shards' buffers in: the same bytes as unpacking each shard's into
-    // its buffer, which cost ~6 % of a thread's time), then rebuilt. Who steps a unit does not
-    // change its bytes: AdaGrad is element-wise.
-    for (let claim = claimUnits(slot); claim; claim = claimUnits(slot)) {
-      const [first, end] = claim;
-      const unitsFinite = native().adagradPackedStep(init.params, u.history, init.packed, init.dims, first, end, lambdaV, lambdaW, scale[slot], learningRate[slot], u.epsilon);
+    if (endUnit > firstUnit) {
+      // This worker's units of V and W, stepped from the shards' packed weight gradients summed in
+      // shard order (the order adagradStep sums the shards' buffers in: the same bytes as unpacking
+      // each shard's into its buffer, which cost ~6 % of a thread's time), then rebuilt.
+      const lr = learningRate[slot];
+      const unitsFinite = native().adagradPackedStep(init.params, u.history, init.packed, init.dims, firstUnit, endUnit, lambdaV, lambdaW, scale[slot], lr, u.epsilon);
       finite = finite && unitsFinite;
-      native().prepareParameters(init.params, init.dims, init.prepared, first, end);
+      native().prepareParameters(init.params, init.dims, init.prepared, firstUnit, endUnit);
     }
   }
   workerNodes[slot * W + init.worker] = nodes;

@@ -134,7 +134,7 @@ describe('multi-threaded training', () => {
     for (const g of grads) expect(g.every((x) => x === 0)).toBe(true);
   });
 
-  it("shares each update out so that the workers' slices, their rows and the units of V and W cover every index exactly once", () => {
+  it("shares each update out so that the workers' shares cover every index exactly once, each unit of V and W whole", () => {
     const vocab = new Vocabulary(['*UNK*', 'a', 'b', 'c', 'd', 'e', 'f', 'g']);
     const model = Model.create(vocab, { dim: 3, seed: 1 });
     const config = updateConfig(model, DEFAULT_TRAIN_OPTIONS.lambda, new AdaGrad(model.params.length, 1e-3));
@@ -145,28 +145,41 @@ describe('multi-threaded training', () => {
     for (const g of config.dense) for (let i = g.start; i < g.end; i++) expected.set(i, Math.fround(g.lambda));
     for (const r of rows) for (let q = 0; q < 3; q++) expected.set(config.rows.offset + 3 * r + q, Math.fround(config.rows.lambda));
     const { offsets } = model.layout;
-    const [V, W] = [config.dense[0].lambda, config.dense[1].lambda]; // updateConfig lists V, W, b, Ws, bs
+    // Unit q < 3 of the prepared parameters is V[q] (36 values), unit 3 is W.
+    const unitOf = (i: number) => (i < offsets.W ? Math.floor((i - offsets.V) / 36) : i < offsets.b ? 3 : -1);
     for (const workers of [1, 2, 3, 4, 7]) {
-      // V and W: 4 units (V[0..2], then W), claimed by the workers and stepped from the packed gradients.
       const seen = new Map<number, number>();
-      for (let i = offsets.V; i < offsets.b; i++) seen.set(i, Math.fround(i < offsets.W ? V : W));
+      const steppedBy = new Map<number, number>();
       denseShares(config, dims, workers).forEach((share, w) => {
-        expect([share.units, share.lambdaV, share.lambdaW]).toEqual([4, V, W]);
-        expect(share.from, `worker ${w}'s slice starts after W`).toBeGreaterThanOrEqual(offsets.b);
+        for (let q = share.firstUnit; q < share.endUnit; q++) {
+          expect(steppedBy.has(q), `unit ${q} stepped twice with ${workers} workers`).toBe(false);
+          steppedBy.set(q, w);
+        }
+        // V and W: whole units, stepped from the packed gradients; the rest from the shards' buffers.
+        const [V, W] = [config.dense[0].lambda, config.dense[1].lambda]; // updateConfig lists V, W, b, Ws, bs
+        expect([share.lambdaV, share.lambdaW]).toEqual([V, W]);
+        for (let i = share.from; i < share.unpackedTo; i++) {
+          expect(seen.has(i), `index ${i} twice with ${workers} workers`).toBe(false);
+          seen.set(i, Math.fround(i < offsets.W ? V : W));
+          expect(unitOf(i) >= share.firstUnit && unitOf(i) < share.endUnit, `index ${i}'s unit stepped by worker ${w}`).toBe(true);
+        }
+        if (share.endUnit > share.firstUnit) expect(share.unpackedTo - share.from).toBe(36 * Math.min(share.endUnit, 3) - 36 * share.firstUnit + (share.endUnit > 3 ? 18 : 0));
         const { ranges, lambdas } = updateShare(config, share, rows, w, workers);
         for (let j = 0; j < lambdas.length; j++) {
           for (let i = ranges[2 * j]; i < ranges[2 * j + 1]; i++) {
             expect(seen.has(i), `index ${i} twice with ${workers} workers`).toBe(false);
+            expect(unitOf(i), `index ${i} of V or W among the summed ranges`).toBe(-1);
             seen.set(i, lambdas[j]);
           }
         }
       });
       expect(new Map([...seen].sort((a, b) => a[0] - b[0]))).toEqual(expected);
+      expect([...steppedBy.keys()].sort()).toEqual([0, 1, 2, 3]);
     }
     // Dense groups that cut a unit would leave it stale.
     const cutting = { ...config, dense: [{ start: 10, end: offsets.b, lambda: 0 }] };
     expect(() => denseShares(cutting, dims, 2)).toThrow(/cover V and W whole, or neither/);
-    expect(denseShares({ ...config, dense: [] }, dims, 2).every((s) => s.units === 0 && s.from === s.to)).toBe(true);
+    expect(denseShares({ ...config, dense: [] }, dims, 2).every((s) => s.firstUnit === s.endUnit)).toBe(true);
   });
 
   // Runs a pool with a worker script that fails, in a child process: the run
