@@ -1,17 +1,20 @@
 #!/usr/bin/env node
 // Two builds of the whole trainer (pool, workers and addon), side by side in
 // one process: the figure for "is this change to the pool faster?" on a
-// shared machine. Each round trains SST train for 2 epochs with build A and
-// with build B (the order alternating ABBA from round to round, so a drift of
-// the machine's speed hits both alike) and compares the second epochs'
-// sentences/s; it prints every round's ratio B/A and the median.
+// shared machine. Each round trains SST train for 2 epochs (--epochs) with
+// build A and with build B (the order alternating ABBA from round to round, so
+// a drift of the machine's speed hits both alike) and compares the median
+// sentences/s of their epochs after the first; it prints every round's ratio
+// B/A and the median. The first epoch warms up the workers' JIT; a change to
+// the workers' JavaScript can move how long that takes, so check one with
+// --epochs 4 too: the second epoch alone can still be warming up.
 //
 // Why rounds and not one long run each: this machine's speed moves by tens of
 // percent within a minute. The same build against itself gave per-round
 // ratios between 0.64 and 1.42 here (8 rounds, 1 thread), so a difference of
 // a few percent needs a few dozen rounds, or a per-phase timing.
 //
-//   node bench/compare-trainers.js A B [--threads 2] [--rounds 16]
+//   node bench/compare-trainers.js A B [--threads 2] [--rounds 16] [--epochs 2]
 //   A and B are roots of built checkouts (each with lib/ compiled and its
 //   addon built), e.g. a `git worktree` of the commit before the change and
 //   this checkout.
@@ -25,17 +28,19 @@ const { values, positionals } = parseArgs({
   options: {
     threads: { type: 'string', default: '2' },
     rounds: { type: 'string', default: '16' },
+    epochs: { type: 'string', default: '2' },
     train: { type: 'string', default: path.join(SST_DIR, 'train.txt') },
   },
 });
 if (positionals.length !== 2) {
-  console.error('usage: node bench/compare-trainers.js A B [--threads 2] [--rounds 16]');
+  console.error('usage: node bench/compare-trainers.js A B [--threads 2] [--rounds 16] [--epochs 2]');
   process.exit(2);
 }
 const threads = Number(values.threads);
 const rounds = Number(values.rounds);
-if (!Number.isInteger(threads) || threads < 1 || !Number.isInteger(rounds) || rounds < 1) {
-  console.error('--threads and --rounds must be positive integers');
+const epochs = Number(values.epochs);
+if (!Number.isInteger(threads) || threads < 1 || !Number.isInteger(rounds) || rounds < 1 || !Number.isInteger(epochs) || epochs < 2) {
+  console.error('--threads and --rounds must be positive integers, --epochs an integer ≥ 2');
   process.exit(2);
 }
 requireTreebank(values.train);
@@ -43,20 +48,20 @@ requireTreebank(values.train);
 const builds = positionals.map((root) => require(path.resolve(root, 'lib', 'train.js')));
 const trees = require(path.resolve(positionals[0], 'lib', 'tree.js')).readTrees(values.train);
 
-/** Sentences/s of the second of 2 epochs with build i (the first warms up the workers). */
-async function secondEpoch(i) {
+/** Median sentences/s of the epochs after the first with build i (the first warms up the workers). */
+async function afterFirstEpoch(i) {
   const { train, DEFAULT_TRAIN_OPTIONS } = builds[i];
-  const result = await train(trees, undefined, { ...DEFAULT_TRAIN_OPTIONS, epochs: 2, threads });
-  return result.records[1].sentencesPerSecond;
+  const result = await train(trees, undefined, { ...DEFAULT_TRAIN_OPTIONS, epochs, threads });
+  return median(result.records.slice(1).map((r) => r.sentencesPerSecond));
 }
 
 (async () => {
-  console.log(`A = ${positionals[0]}, B = ${positionals[1]}; ${threads} thread(s), ${rounds} rounds of 2 epochs each, ABBA order`);
+  console.log(`A = ${positionals[0]}, B = ${positionals[1]}; ${threads} thread(s), ${rounds} rounds of ${epochs} epochs each, ABBA order`);
   const rates = [[], []];
   const ratios = [];
   for (let round = 0; round < rounds; round++) {
     const got = [];
-    for (const i of round % 2 ? [1, 0] : [0, 1]) got[i] = await secondEpoch(i);
+    for (const i of round % 2 ? [1, 0] : [0, 1]) got[i] = await afterFirstEpoch(i);
     got.forEach((rate, i) => rates[i].push(rate));
     ratios.push(got[1] / got[0]);
     console.log(`round ${round + 1}: A ${got[0].toFixed(0)}, B ${got[1].toFixed(0)} sentences/s, B/A ${(got[1] / got[0]).toFixed(3)}`);
