@@ -80,7 +80,11 @@ export interface UpdateConfig {
  * SLOTS / 2 batches: each wake-up costs it ~0.1 ms of CPU (its promise and
  * event-loop turn), and with as many workers as cores it takes that time
  * from a worker, which the other workers then wait for at the next barrier.
- * It also bounds how late a stop (time, Ctrl-C) takes effect: SLOTS batches.
+ * (Until session 9 it slept on COMPLETED and so woke at every worker's
+ * completion all the same: see WAKE_AT.) It also bounds how late a stop
+ * (time, Ctrl-C) takes effect: SLOTS batches. 16 measured no better than 8
+ * once the wake-ups were fixed (bench/compare-trainers.js, 2 threads, 16
+ * rounds: 1.000; README, Performance, session 9).
  */
 export const SLOTS = 8;
 
