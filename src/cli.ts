@@ -8,7 +8,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import * as fs from 'node:fs';
 import { SingleBar } from 'cli-progress';
-import { evaluateEnsemble, formatMetrics } from './evaluate';
+import { evaluateEnsemble, formatMetrics, pct, type Metrics } from './evaluate';
 import { gradientCheck, lossAndGradient, type GroupCheck } from './gradient';
 import { Model, TENSOR_NAMES, type LeafActivation } from './model';
 import { loadModel, saveModel } from './model-file';
@@ -246,7 +246,7 @@ export function buildProgram(): Command {
           const best = result.bestDev;
           process.stderr.write(
             `${STOP_REASON[result.stoppedBy]} after ${result.epochs} epochs; model written to ${opts.out}` +
-              (best ? `: dev root ${(100 * best.rootFine).toFixed(2)} %, all ${(100 * best.allFine).toFixed(2)} %, root binary ${(100 * best.rootBinary).toFixed(2)} %` : '') +
+              (best ? `: dev ${devFigures(best)}` : '') +
               '\n',
           );
           if (result.stoppedBy === 'interrupted') process.exitCode = 130;
@@ -341,6 +341,11 @@ interface TrainFlags {
   shards: number;
 }
 
+/** The dev figures the training log lines print. */
+function devFigures(m: Pick<Metrics, 'rootFine' | 'allFine' | 'rootBinary'>): string {
+  return `root ${pct(m.rootFine)}, all ${pct(m.allFine)}, root binary ${pct(m.rootBinary)}`;
+}
+
 /**
  * Training progress on stderr: a live bar (epoch, sentences/s, loss, ETA)
  * when stderr is a terminal, one plain line per epoch when it is not (logs,
@@ -358,10 +363,15 @@ function progressReporter(epochs: number) {
       })
     : undefined;
   let started = false;
+  // Which model the dev figures are of, once averaging has begun (TrainOptions.averageFrom).
+  const averagedModel = (r: EpochRecord) => {
+    if (!r.averaged) return '';
+    return r.averaged > 1 ? ` (mean of epochs ${r.epoch - r.averaged + 1}–${r.epoch})` : ' (averaging from here on)';
+  };
   const line = (r: EpochRecord) =>
     `epoch ${r.epoch}: loss ${r.loss.toFixed(4)}, ${r.sentencesPerSecond.toFixed(0)} sent/s, ${r.seconds.toFixed(1)} s` +
     (r.dev
-      ? `; dev${r.averaged ? (r.averaged > 1 ? ` (mean of epochs ${r.epoch - r.averaged + 1}–${r.epoch})` : ' (averaging from here on)') : ''} root ${(100 * r.dev.rootFine).toFixed(2)} %, all ${(100 * r.dev.allFine).toFixed(2)} %, root binary ${(100 * r.dev.rootBinary).toFixed(2)} %${r.best ? ' (best)' : ''}`
+      ? `; dev${averagedModel(r)} ${devFigures(r.dev)}${r.best ? ' (best)' : ''}`
       : '');
   return {
     progress(p: Progress) {

@@ -237,7 +237,8 @@ function nodeProbabilities(model: Model, trees: readonly TreeNode[]): MetricsInp
   return { classes: C, gold, probs, isRoot, lossSum };
 }
 
-const pct = (x: number): string => `${(100 * x).toFixed(2)} %`;
+/** A fraction as a percentage with two decimals, as every human-readable report prints it. */
+export const pct = (x: number): string => `${(100 * x).toFixed(2)} %`;
 
 function padStart(s: string, w: number): string {
   return s.length >= w ? s : ' '.repeat(w - s.length) + s;
