@@ -5,7 +5,8 @@
 //
 //   node bench/sst-train.js [--seeds 1,2,3] [--epochs 40] [--dim 25] [--batch 27] [--leaf identity|tanh]
 //                           [--lr 0.01] [--adagrad-reset 1 (epochs; 0: never)] [--lambda-w 1e-3] [--lambda-v 0.3] [--lambda-ws 1e-4] [--lambda-l 1e-4]
-//                           [--patience K] [--min-count 2] [--threads N] [--dropout R] [--root-weight W] [--lr-drop-epoch 16 (0: never)] [--lr-drop-factor 0.1] [--average-from 16 (0: never)] [--json]
+//                           [--patience K] [--min-count 2] [--threads N] [--dropout R] [--root-weight W] [--lr-drop-epoch 16 (0: never)] [--lr-drop-factor 0.1] [--average-from 16 (0: never)]
+//                           [--teacher MODEL ... --distill-weight 0.5] [--json]
 'use strict';
 const path = require('node:path');
 const { parseArgs } = require('node:util');
@@ -37,6 +38,8 @@ const { values } = parseArgs({
     'root-weight': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.rootWeight) },
     'lr-drop-epoch': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.learningRateDrop?.epoch ?? 0) },
     'lr-drop-factor': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.learningRateDrop?.factor ?? 0.1) },
+    teacher: { type: 'string', multiple: true },
+    'distill-weight': { type: 'string', default: '0.5' },
     sst: { type: 'string', default: SST_DIR },
   },
 });
@@ -58,6 +61,7 @@ const options = {
   averageFrom: Number(values['average-from']),
   learningRateDrop: Number(values['lr-drop-epoch']) === 0 ? undefined : { epoch: Number(values['lr-drop-epoch']), factor: Number(values['lr-drop-factor']) },
   threads: values.threads === undefined ? DEFAULT_TRAIN_OPTIONS.threads : Number(values.threads),
+  distill: values.teacher ? { weight: Number(values['distill-weight']), teachers: values.teacher } : undefined,
 };
 const PAPER = { allFine: 0.807, rootFine: 0.457, allBinary: 0.876, rootBinary: 0.854 };
 const KEYS = ['allFine', 'rootFine', 'allBinary', 'rootBinary'];

@@ -108,6 +108,7 @@ Dims dimsArg(const Napi::Value& v) {
 struct ScheduleCopy {
   std::vector<int32_t> left, right, word, label, levelStart;
   std::vector<float> weight;  // empty: every node weighs 1
+  std::vector<float> target;  // empty: the one-hot of each node's label
   double dropoutRate = 0;
   uint64_t dropoutSeed = 0;
 
@@ -117,6 +118,7 @@ struct ScheduleCopy {
     s.dropoutRate = dropoutRate;
     s.dropoutSeed = dropoutSeed;
     s.weight = weight.empty() ? nullptr : weight.data();
+    s.target = target.empty() ? nullptr : target.data();
     return s;
   }
 };
@@ -140,7 +142,7 @@ std::vector<T> copyOf(Napi::Env env, const Span<const T>& s) {
 // Checks that the schedule is a forest the math can run in order: level 0
 // holds exactly the leaves with in-range word ids; a node of level l ≥ 1 has
 // both children in earlier levels (so no cycle and no forward reference can
-// be expressed); labels are -1 or a class; weights are finite and ≥ 0.
+// be expressed); labels are -1 or a class; weights and targets are finite and ≥ 0.
 ScheduleCopy scheduleArg(const Napi::Value& v, const Dims& k) {
   Napi::Env env = v.Env();
   if (!v.IsObject()) throwType(env, "schedule must be an object {left, right, word, label, levelStart}");
@@ -215,22 +217,28 @@ ScheduleCopy scheduleArg(const Napi::Value& v, const Dims& k) {
     c.dropoutRate = r;
     c.dropoutSeed = static_cast<uint64_t>(sd);
   }
-  // schedule.weight = Float32Array: optional, the loss weight of each node (rntn.h, Schedule).
-  Napi::Value weight = o.Get("weight");
-  if (!weight.IsUndefined()) {
-    Napi::TypedArray a = typedArrayArg(weight, "schedule.weight");
-    if (a.TypedArrayType() != napi_float32_array) throwType(env, "schedule.weight must be a Float32Array");
-    Span<float> w = spanOf<float>(a);
-    c.weight = copyOf(env, Span<const float>{w.data, w.length});
-    if (c.weight.size() != N) {
-      throwRange(env, "schedule.weight must have one entry per node (" + std::to_string(N) + "), got " + std::to_string(c.weight.size()));
+  // schedule.weight, schedule.target = Float32Array: optional, the loss weight
+  // of each node and its target distribution (rntn.h, Schedule).
+  auto copyFloats = [&](const char* key, size_t perNode, std::vector<float>& into) {
+    Napi::Value value = o.Get(key);
+    if (value.IsUndefined()) return;
+    const std::string name = std::string("schedule.") + key;
+    Napi::TypedArray a = typedArrayArg(value, name);
+    if (a.TypedArrayType() != napi_float32_array) throwType(env, name + " must be a Float32Array");
+    Span<float> f = spanOf<float>(a);
+    into = copyOf(env, Span<const float>{f.data, f.length});
+    if (into.size() != N * perNode) {
+      throwRange(env, name + " must have " + std::to_string(perNode) + " entries per node (" + std::to_string(N * perNode) + "), got " +
+                          std::to_string(into.size()));
     }
-    for (size_t n = 0; n < N; n++) {
-      if (!(std::isfinite(c.weight[n]) && c.weight[n] >= 0)) {
-        throwRange(env, "schedule.weight[" + std::to_string(n) + "] must be finite and non-negative, got " + std::to_string(c.weight[n]));
+    for (size_t i = 0; i < into.size(); i++) {
+      if (!(std::isfinite(into[i]) && into[i] >= 0)) {
+        throwRange(env, name + "[" + std::to_string(i) + "] must be finite and non-negative, got " + std::to_string(into[i]));
       }
     }
-  }
+  };
+  copyFloats("weight", 1, c.weight);
+  copyFloats("target", static_cast<size_t>(k.classes), c.target);
   return c;
 }
 

@@ -76,6 +76,12 @@ struct Schedule {
   // the loss is Σ_n weight[n]·(−log y_n[label_n]). The trainer uses it to
   // weigh each sentence's root more than its phrases (docs/training.md).
   const float* weight = nullptr;
+  // Per-node target distribution (nullptr: the one-hot of label): C values a
+  // node, column n for node n, replacing the one-hot at labelled nodes, so
+  // the loss is Σ_n weight[n]·(−Σ_i t_i log y_n,i) and δs = w·((Σ_i t_i)·y − t)
+  // (= w·(y − t) when t sums to 1). The trainer's distillation mixes the
+  // gold label with teacher models' probabilities through it (docs/training.md).
+  const float* target = nullptr;
 };
 
 // Whether unit `index` of a schedule keeps its value under dropout: a
@@ -448,9 +454,9 @@ void packedWeightGradient(const Dims& k, int internal, const T* inputs, T* packe
 }
 
 // Forward pass over `s` with the parameters `params` and their prepared form
-// `VsWt` (prepareParameters); returns the summed loss −log y[label] of every
-// labelled node. When `probs` is given it receives the C class probabilities
-// of every node (column n = node n). When `grad` is given, the gradient of
+// `VsWt` (prepareParameters); returns the summed loss −log y[label] (with
+// targets, −Σ t log y) of every labelled node. When `probs` is given it
+// receives the C class probabilities of every node (column n = node n). When `grad` is given, the gradient of
 // that loss (unregularised) is *added* to it, same layout as `params`.
 // With `deferred` (weightGradientInputSize(d, internal nodes of s) values),
 // ∂V and ∂W are left out of grad and the inputs of packedWeightGradient are
@@ -533,7 +539,15 @@ double forwardBackwardPrepared(const Dims& k, const T* params, const T* VsWt, T*
     T sum = 0;
     for (int i = 0; i < C; i++) sum += std::exp(y[i] - top);
     // log-sum-exp form: −log y[t] = log Σ e^{s_i} − s_t, exact where y[t] underflows.
-    if (s.label[n] >= 0) loss += (s.weight ? s.weight[n] : 1.0) * static_cast<double>(std::log(sum) + top - y[s.label[n]]);
+    if (s.label[n] >= 0) {
+      const double w = s.weight ? s.weight[n] : 1.0;
+      if (s.target) {
+        const float* t = s.target + static_cast<size_t>(n) * C;
+        for (int i = 0; i < C; i++) loss += w * t[i] * static_cast<double>(std::log(sum) + top - y[i]);
+      } else {
+        loss += w * static_cast<double>(std::log(sum) + top - y[s.label[n]]);
+      }
+    }
     for (int i = 0; i < C; i++) y[i] = std::exp(y[i] - top) / sum;
   }
   if (probs) std::copy_n(Y, static_cast<size_t>(C) * N, probs);
@@ -545,7 +559,14 @@ double forwardBackwardPrepared(const Dims& k, const T* params, const T* VsWt, T*
     if (s.label[n] < 0) {
       std::fill_n(y, C, T(0));
     } else {
-      y[s.label[n]] -= 1;
+      if (s.target) {
+        const float* t = s.target + static_cast<size_t>(n) * C;
+        T total = 0;
+        for (int i = 0; i < C; i++) total += T(t[i]);
+        for (int i = 0; i < C; i++) y[i] = total * y[i] - T(t[i]);
+      } else {
+        y[s.label[n]] -= 1;
+      }
       if (s.weight) {
         const T w = s.weight[n];
         for (int i = 0; i < C; i++) y[i] *= w;

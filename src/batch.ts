@@ -50,6 +50,12 @@ export interface TreeTableData {
   right: Int32Array;
   word: Int32Array;
   label: Int32Array;
+  /**
+   * Per node, the class distribution its loss aims at in place of the one-hot
+   * of its label (classes values a node; Schedule.target): distillation's
+   * mix of gold labels and teacher models. Absent: the labels alone.
+   */
+  target?: Float32Array;
 }
 
 /**
@@ -64,9 +70,13 @@ export class TreeTable implements TreeTableData {
   readonly right: Int32Array;
   readonly word: Int32Array;
   readonly label: Int32Array;
+  readonly target?: Float32Array;
 
   constructor(data: TreeTableData) {
-    ({ treeStart: this.treeStart, height: this.height, left: this.left, right: this.right, word: this.word, label: this.label } = data);
+    ({ treeStart: this.treeStart, height: this.height, left: this.left, right: this.right, word: this.word, label: this.label, target: this.target } = data);
+    if (this.target && this.target.length % Math.max(1, this.label.length) !== 0) {
+      throw new RangeError(`a tree table's targets must hold the same number of classes for each of its ${this.label.length} nodes, got ${this.target.length} values`);
+    }
   }
 
   get trees(): number {
@@ -75,7 +85,8 @@ export class TreeTable implements TreeTableData {
 
   /** The plain arrays, for `postMessage` (shared memory stays shared). */
   get data(): TreeTableData {
-    return { treeStart: this.treeStart, height: this.height, left: this.left, right: this.right, word: this.word, label: this.label };
+    const { treeStart, height, left, right, word, label, target } = this;
+    return target ? { treeStart, height, left, right, word, label, target } : { treeStart, height, left, right, word, label };
   }
 
   /**
@@ -174,6 +185,8 @@ export class TreeTable implements TreeTableData {
     const word = new Int32Array(n);
     const label = new Int32Array(n);
     const roots = new Int32Array(ids.length);
+    const C = this.target ? this.target.length / this.label.length : 0;
+    const target = this.target ? new Float32Array(n * C) : undefined;
     const slot = new Int32Array(widest); // schedule index of each node of the tree in progress
     const leafWords: number[] = [];
     for (let j = 0; j < ids.length; j++) {
@@ -191,11 +204,13 @@ export class TreeTable implements TreeTableData {
           left[k] = slot[this.left[i] - base];
           right[k] = slot[this.right[i] - base];
         }
+        if (target) for (let c = 0; c < C; c++) target[k * C + c] = this.target![i * C + c];
         if (source) source[k] = i;
       }
       roots[j] = slot[treeStart[t + 1] - 1 - base];
     }
     const schedule: CompiledSchedule = { left, right, word, label, levelStart, roots, words: distinctSorted(leafWords) };
+    if (target) schedule.target = target;
     if (rootWeight !== 1) {
       schedule.weight = new Float32Array(n).fill(1);
       for (const r of roots) schedule.weight[r] = rootWeight;

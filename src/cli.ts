@@ -18,7 +18,7 @@ import { Random } from './random';
 import { writeFileAtomic } from './files';
 import { encodeSafetensors, type TensorInput } from './safetensors';
 import { randomTrees, syntheticSplits } from './synthetic';
-import { checkpointOptions, DEFAULT_TRAIN_OPTIONS, train, type EpochRecord, type Progress, type TrainOptions, type TrainResult } from './train';
+import { checkpointOptions, DEFAULT_DISTILL_WEIGHT, DEFAULT_TRAIN_OPTIONS, train, type EpochRecord, type Progress, type TrainOptions, type TrainResult } from './train';
 import { readTrees, type TreeNode } from './tree';
 import { Vocabulary } from './vocab';
 
@@ -48,6 +48,12 @@ function nonNegativeNumber(value: string): number {
 function dropoutRate(value: string): number {
   const n = Number(value);
   if (!(n >= 0 && n < 1)) throw new InvalidArgumentError('expected a rate in [0, 1)');
+  return n;
+}
+
+function fraction(value: string): number {
+  const n = Number(value);
+  if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError('expected a number in [0, 1]');
   return n;
 }
 
@@ -165,6 +171,8 @@ export function buildProgram(): Command {
     .option('--dropout <rate>', "dropout on the classifier's input while training (0: none)", dropoutRate, d.dropout)
     .option('--root-weight <w>', "loss weight of each sentence's root (1: every node alike, as in the paper)", nonNegativeNumber, d.rootWeight)
     .option('--average-from <n>', 'from this epoch on, score, keep and write the mean of the parameters since it (0: never)', nonNegativeInt, d.averageFrom ?? 0)
+    .option('--teacher <model>', "distil: each node's loss aims at a mix of its gold label and this model's class probabilities; repeat it for an ensemble's mean", collect)
+    .option('--distill-weight <w>', "the teachers' share of each node's target (with --teacher)", fraction, DEFAULT_DISTILL_WEIGHT)
     .addOption(new Option('--leaf <activation>', 'leaf activation: identity (the paper) or tanh (CoreNLP)').choices(['identity', 'tanh']).default(d.leaf))
     .option('--seed <n>', 'random seed (initialisation and shuffling)', nonNegativeInt, d.seed)
     .option('--min-count <n>', 'words seen fewer times in training share the *UNK* vector', positiveInt, d.minCount)
@@ -205,6 +213,7 @@ export function buildProgram(): Command {
           dropout: opts.dropout,
           rootWeight: opts.rootWeight,
           averageFrom: opts.averageFrom,
+          distill: opts.teacher ? { weight: opts.distillWeight, teachers: opts.teacher } : undefined,
           seed: opts.seed,
           minCount: opts.minCount,
           evalEvery: opts.evalEvery,
@@ -328,6 +337,8 @@ interface TrainFlags {
   dropout: number;
   rootWeight: number;
   averageFrom: number;
+  teacher?: string[];
+  distillWeight: number;
   leaf: LeafActivation;
   seed: number;
   minCount: number;

@@ -1,4 +1,4 @@
-import { compileChunks } from './batch';
+import { compileChunks, type CompiledBatch } from './batch';
 import type { FloatArray, Model, TensorName } from './model';
 import { TENSOR_NAMES } from './model';
 import { Random } from './random';
@@ -41,13 +41,17 @@ export interface LossTerms {
   dropout?: Dropout;
   /** Loss weight of each tree's root (Schedule.weight); other nodes weigh 1. */
   rootWeight?: number;
+  /** The target distributions of a compiled chunk's nodes (Schedule.target); default the one-hot labels. */
+  target?: (batch: CompiledBatch) => Float32Array;
 }
 
 function chunks(model: Model, trees: readonly TreeNode[], terms: LossTerms): Schedule[] {
-  const { dropout, rootWeight } = terms;
-  return [...compileChunks(trees, model.vocab, { rootWeight })].map((batch, i) =>
-    dropout ? { ...batch, dropout: { rate: dropout.rate, seed: dropout.seed + i } } : batch,
-  );
+  const { dropout, rootWeight, target } = terms;
+  return [...compileChunks(trees, model.vocab, { rootWeight })].map((batch, i) => ({
+    ...batch,
+    ...(dropout && { dropout: { rate: dropout.rate, seed: dropout.seed + i } }),
+    ...(target && { target: target(batch) }),
+  }));
 }
 
 export interface GradientCheckOptions extends LossTerms {

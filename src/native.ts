@@ -41,6 +41,13 @@ export interface Schedule {
    * non-negative; the trainer weighs roots with it (`rootWeight`).
    */
   weight?: Float32Array;
+  /**
+   * The class distribution each node's loss aims at instead of the one-hot of
+   * its label (classes values a node, node n's at n·classes): the loss of a
+   * labelled node becomes −Σ_i t_i log y_i. Finite and non-negative; the
+   * trainer's distillation sets it (docs/training.md).
+   */
+  target?: Float32Array;
 }
 
 /** Native scratch memory plus the math. One per thread; reuse it across calls. */

@@ -21,6 +21,8 @@ import { native, nativeDims } from './native';
 import { SLOTS, TrainingPool, type UpdateConfig } from './pool';
 import { Random } from './random';
 import { removeStaleTemporaries, writeFileAtomic } from './files';
+import { loadModel } from './model-file';
+import { ensembleClasses, predictEnsemble } from './predict';
 import { decodeSafetensors, encodeSafetensors } from './safetensors';
 import type { TreeNode } from './tree';
 import { Vocabulary } from './vocab';
@@ -104,7 +106,17 @@ export interface TrainOptions {
    * option existed resume so).
    */
   averageFrom?: number;
+  /**
+   * Knowledge distillation: every labelled training node's loss aims at
+   * (1 − weight)·onehot(gold) + weight·p̄, p̄ the mean class probabilities of
+   * the teacher models (files, read once at the start; a checkpoint keeps
+   * the targets, so resuming does not need them). Absent: the gold labels.
+   */
+  distill?: { weight: number; teachers: string[] };
 }
+
+/** TrainOptions.distill's weight when a user names teachers but no weight. */
+export const DEFAULT_DISTILL_WEIGHT = 0.5;
 
 export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
   dim: 25,
@@ -269,6 +281,8 @@ export async function train(
   // Σ of the parameters at the end of each epoch from averageFrom on, in
   // float64 so that the mean does not depend on how many epochs it holds.
   let averageSum: Float64Array | undefined;
+  // TrainOptions.distill's per-node targets, in table order; from the checkpoint when resuming.
+  let targets: Float32Array | undefined;
   let state: TrainerState;
   if (resume) {
     const restored = readCheckpoint(resume);
@@ -276,6 +290,7 @@ export async function train(
     history = restored.history;
     best = restored.best;
     averageSum = restored.averageSum;
+    targets = restored.targets;
     state = restored.state;
     // The run's settings come from the checkpoint; only the stopping rules may change.
     options = {
@@ -320,7 +335,18 @@ export async function train(
   model = new Model(model.config, model.vocab, sharedParams);
   const params = model.params;
   const grads = Array.from({ length: options.shards }, () => shared(params.length));
-  const table = TreeTable.fromTrees(trainTrees, model.vocab, { shared: true });
+  const tableNodes: TreeNode[] = [];
+  const labelled = TreeTable.fromTrees(trainTrees, model.vocab, { shared: true }, (node, i) => (tableNodes[i] = node));
+  if (options.distill && !targets) targets = distillationTargets(options.distill, trainTrees, tableNodes, labelled.label, model.config.classes);
+  if (targets && targets.length !== labelled.label.length * model.config.classes) {
+    throw new RangeError(`the distillation targets hold ${targets.length} values, the training trees need ${labelled.label.length * model.config.classes}`);
+  }
+  let table = labelled;
+  if (targets) {
+    const target = shared(targets.length);
+    target.set(targets);
+    table = new TreeTable({ ...labelled.data, target });
+  }
   const treeNodes = (tree: number) => table.treeStart[tree + 1] - table.treeStart[tree];
   const update = updateConfig(model, options.lambda, adagrad);
 
@@ -332,7 +358,7 @@ export async function train(
   const checkpoint = () => {
     if (!options.checkpointDir) return;
     lastCheckpoint = path.join(options.checkpointDir, CHECKPOINT_FILE);
-    writeCheckpoint(lastCheckpoint, model, adagrad.history, best, averageSum, options, state);
+    writeCheckpoint(lastCheckpoint, model, adagrad.history, best, averageSum, targets, options, state);
   };
 
   const pool = new TrainingPool({
@@ -475,6 +501,29 @@ export async function train(
   return { model: result, options, epochs: state.epoch, stoppedBy, bestDev, records: state.records };
 }
 
+/**
+ * TrainOptions.distill's targets for the table nodes `nodes` (labels `label`)
+ * of `trees`: (1 − weight)·onehot(gold) +
+ * weight·(the teachers' mean probabilities) at labelled nodes, zero at
+ * the others (which have no loss).
+ */
+function distillationTargets(distill: NonNullable<TrainOptions['distill']>, trees: readonly TreeNode[], nodes: readonly TreeNode[], label: Int32Array, classes: number): Float32Array {
+  const { weight, teachers } = distill;
+  if (!(weight >= 0 && weight <= 1)) throw new RangeError(`the distillation weight must be in [0, 1], got ${weight}`);
+  if (teachers.length === 0) throw new RangeError('distillation needs at least one teacher model');
+  const models = teachers.map((file) => loadModel(file));
+  if (ensembleClasses(models) !== classes) throw new RangeError(`the teacher models have ${models[0].config.classes} classes, the model being trained ${classes}`);
+  const probs = new Map<TreeNode, number[]>();
+  for (const p of predictEnsemble(models, trees)) for (const [node, prediction] of p.nodes) probs.set(node, prediction.probs);
+  const target = new Float32Array(nodes.length * classes);
+  nodes.forEach((node, i) => {
+    if (label[i] < 0) return;
+    const p = probs.get(node)!;
+    for (let c = 0; c < classes; c++) target[i * classes + c] = weight * p[c] + (c === label[i] ? 1 - weight : 0);
+  });
+  return target;
+}
+
 /** The dropout mask seed of one shard: a 32-bit hash of where it is in the run. */
 function dropoutSeed(seed: number, epoch: number, batch: number, shard: number): number {
   let h = 0x811c9dc5;
@@ -533,6 +582,7 @@ function writeCheckpoint(
   history: Float32Array,
   best: Float32Array | undefined,
   averageSum: Float64Array | undefined,
+  targets: Float32Array | undefined,
   options: TrainOptions,
   state: TrainerState,
 ): void {
@@ -542,6 +592,7 @@ function writeCheckpoint(
   };
   if (best) tensors.best = { dtype: 'F32', shape: [best.length], data: best };
   if (averageSum) tensors.averageSum = { dtype: 'F64', shape: [averageSum.length], data: averageSum };
+  if (targets) tensors.targets = { dtype: 'F32', shape: [targets.length], data: targets };
   const metadata = {
     format: CHECKPOINT_FORMAT,
     vocab: JSON.stringify(model.vocab.words),
@@ -563,6 +614,7 @@ function readCheckpoint(file: string): {
   history: Float32Array;
   best?: Float32Array;
   averageSum?: Float64Array;
+  targets?: Float32Array;
   options: TrainOptions;
   state: TrainerState;
 } {
@@ -591,6 +643,11 @@ function readCheckpoint(file: string): {
   const history = f32('history', true)!;
   const best = f32('best', false);
   const averageSum = tensor('averageSum', false, Float64Array, 'F64');
+  const stored = f32('targets', false);
+  if (stored) {
+    const bad = stored.findIndex((x) => !(Number.isFinite(x) && x >= 0));
+    if (bad >= 0) throw new Error(`${file}: checkpoint tensor targets holds ${stored[bad]} at index ${bad}, expected a finite value >= 0`);
+  }
   for (const [name, t] of [['params', model.params], ['history', history], ['best', best], ['averageSum', averageSum]] as const) {
     if (!t) continue;
     if (t.length !== model.params.length) throw new Error(`${file}: checkpoint tensor ${name} has ${t.length} values, the model ${model.params.length}`);
@@ -601,5 +658,5 @@ function readCheckpoint(file: string): {
   if ((averageSum !== undefined) !== (state.averaged !== undefined && state.averaged > 0)) {
     throw new Error(`${file}: checkpoint state averages ${state.averaged ?? 0} epochs but ${averageSum ? 'has' : 'lacks'} the tensor averageSum`);
   }
-  return { model, history, best, averageSum, options: parse<TrainOptions>('options'), state };
+  return { model, history, best, averageSum, targets: stored, options: parse<TrainOptions>('options'), state };
 }

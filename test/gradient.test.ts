@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compileBatch } from '../src/batch';
+import { compileBatch, type CompiledBatch } from '../src/batch';
 import { gradientCheck, lossAndGradient } from '../src/gradient';
 import { createWorkspace, nativeDims } from '../src/native';
 import { Model, TENSOR_NAMES, type LeafActivation } from '../src/model';
@@ -72,6 +72,37 @@ describe('finite-difference gradient check (float64)', () => {
       expect(lossAndGradient(model, trees, 'float64', { rootWeight: 3 }).loss).toBeCloseTo(plain + 2 * rootLoss, 8);
       expect(lossAndGradient(model, trees, 'float64', { rootWeight: 0 }).loss).toBeCloseTo(plain - rootLoss, 8);
       expect(lossAndGradient(model, trees, 'float64', { rootWeight: 1 }).loss).toBe(plain);
+    });
+  }
+
+  for (const leaf of ['identity', 'tanh'] as const) {
+    it(`target distributions (distillation), d = 4, leaf = ${leaf}: every group within 1e-6, the loss is the cross-entropy`, () => {
+      const trees = randomTrees(47, 6, [...WORDS, 'unseen']);
+      const model = perturbedModel(new Vocabulary(WORDS), 4, leaf, 13);
+      const C = model.config.classes;
+      // Random non-negative targets, deliberately not summing to 1, so the (Σt)·y − t form of δs is checked too.
+      const rng = new Random(5);
+      const batch = compileBatch(trees, model.vocab); // 6 trees: the one chunk lossAndGradient compiles
+      const t = Float32Array.from({ length: C * batch.left.length }, () => rng.symmetric(0.5) + 0.5);
+      const only = () => t;
+      for (const c of gradientCheck(model, trees, { samples: 400, target: only })) {
+        expect(c.relativeError, `${c.group}: ${JSON.stringify(c)}`).toBeLessThanOrEqual(1e-6);
+      }
+      const probs = new Float64Array(C * batch.left.length);
+      createWorkspace().forward(Float64Array.from(model.params), nativeDims(model), batch, probs);
+      let crossEntropy = 0;
+      for (let n = 0; n < batch.left.length; n++) for (let i = 0; i < C; i++) crossEntropy -= t[n * C + i] * Math.log(probs[n * C + i]);
+      expect(lossAndGradient(model, trees, 'float64', { target: only }).loss).toBeCloseTo(crossEntropy, 8);
+      // One-hot targets are the labels themselves, to the bit.
+      const oneHot = (b: CompiledBatch) => {
+        const h = new Float32Array(C * b.left.length);
+        b.label.forEach((label, n) => label >= 0 && (h[n * C + label] = 1));
+        return h;
+      };
+      const plain = lossAndGradient(model, trees, 'float64');
+      const viaTargets = lossAndGradient(model, trees, 'float64', { target: oneHot });
+      expect(viaTargets.loss).toBe(plain.loss);
+      expect(viaTargets.gradient).toEqual(plain.gradient);
     });
   }
 

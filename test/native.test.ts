@@ -196,7 +196,7 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
     ['dropout seed a string', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), dropout: { rate: 0.5, seed: '1' as any } }), /must be numbers/],
     ['weight not a typed array', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight: [1, 1] as any }), /schedule.weight must be a typed array/],
     ['weight a Float64Array', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight: new Float64Array(batch.left.length) as any }), /schedule.weight must be a Float32Array/],
-    ['weight of the wrong length', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight: new Float32Array(2) }), /one entry per node \(\d+\), got 2/],
+    ['weight of the wrong length', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight: new Float32Array(2) }), /must have 1 entries per node \(\d+\), got 2/],
     ['weight negative', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight: new Float32Array(batch.left.length).fill(-1) }), /weight\[0\] must be finite and non-negative/],
     ['weight NaN', () => {
       const weight = new Float32Array(batch.left.length).fill(1);
@@ -204,6 +204,15 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
       return ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight });
     }, /weight\[3\] must be finite/],
     ['weight infinite', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight: new Float32Array(batch.left.length).fill(Infinity) }), /must be finite/],
+    ['target not a typed array', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), target: [0.5, 0.5] as any }), /schedule.target must be a typed array/],
+    ['target an Int32Array', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), target: new Int32Array(5 * batch.left.length) as any }), /schedule.target must be a Float32Array/],
+    ['target one value per node', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), target: new Float32Array(batch.left.length) }), /schedule.target must have 5 entries per node \(\d+\), got \d+/],
+    ['target negative', () => {
+      const target = new Float32Array(5 * batch.left.length).fill(0.2);
+      target[7] = -0.1;
+      return ws.forwardBackward(model.params, grad(), dims, { ...schedule(), target });
+    }, /schedule.target\[7\] must be finite and non-negative/],
+    ['target NaN', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), target: new Float32Array(5 * batch.left.length).fill(NaN) }), /target\[0\] must be finite/],
     ['probs of the wrong length', () => ws.forward(model.params, dims, schedule(), new Float32Array(3)), /probs has 3 values/],
     ['sgemmRate with a bad size', () => native().sgemmRate(-1, 1), /n must be an integer/],
     ['blasThreads with a bad count', () => native().blasThreads(0), /n must be an integer in \[1, 1024\]/],

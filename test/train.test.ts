@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { encodeModel } from '../src/model-file';
+import { encodeModel, saveModel } from '../src/model-file';
 import { decodeSafetensors, encodeSafetensors } from '../src/safetensors';
 import { syntheticSplits } from '../src/synthetic';
 import { AdaGrad, CHECKPOINT_FILE, DEFAULT_TRAIN_OPTIONS, NonFiniteError, train, type TrainOptions } from '../src/train';
@@ -213,6 +213,27 @@ describe('train', () => {
     delete tensors.averageSum;
     fs.writeFileSync(path.join(tmp, 'no-sum.safetensors'), encodeSafetensors(tensors, saved.metadata));
     await expect(train(trainTrees, devTrees, options, {}, path.join(tmp, 'no-sum.safetensors'))).rejects.toThrow(/averages 2 epochs but lacks the tensor averageSum/);
+  });
+
+  it('distils from teacher models: weight 0 is plain training, any thread count the same bytes, and resuming needs only the checkpoint', async () => {
+    const teacherFile = path.join(tmp, 'teacher.safetensors');
+    saveModel((await train(trainTrees, undefined, { ...small, epochs: 2, seed: 9 })).model, teacherFile);
+    const same = (a: { model: Parameters<typeof encodeModel>[0] }, b: { model: Parameters<typeof encodeModel>[0] }) => encodeModel(a.model).equals(encodeModel(b.model));
+    const plain = await train(trainTrees, devTrees, small);
+    // Weight 0 makes every target the one-hot of the gold label: the plain loss, to the bit.
+    expect(same(await train(trainTrees, devTrees, { ...small, distill: { weight: 0, teachers: [teacherFile] } }), plain)).toBe(true);
+    const options: TrainOptions = { ...small, distill: { weight: 0.5, teachers: [teacherFile, teacherFile] } };
+    const whole = await train(trainTrees, devTrees, options);
+    expect(same(whole, plain)).toBe(false);
+    expect(same(await train(trainTrees, devTrees, { ...options, threads: 3 }), whole)).toBe(true);
+    const dir = path.join(tmp, 'distill');
+    await train(trainTrees, devTrees, { ...options, epochs: 2, checkpointDir: dir });
+    fs.rmSync(teacherFile);
+    const resumed = await train(trainTrees, devTrees, options, {}, path.join(dir, CHECKPOINT_FILE));
+    expect(same(resumed, whole)).toBe(true);
+    await expect(train(trainTrees, devTrees, options)).rejects.toThrow(/teacher\.safetensors/);
+    await expect(train(trainTrees, devTrees, { ...options, distill: { weight: 1.5, teachers: [teacherFile] } })).rejects.toThrow(/distillation weight must be in \[0, 1\], got 1.5/);
+    await expect(train(trainTrees, devTrees, { ...options, distill: { weight: 0.5, teachers: [] } })).rejects.toThrow(/at least one teacher/);
   });
 
   it('stops early after `patience` evaluations without improvement', async () => {
