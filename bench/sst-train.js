@@ -6,13 +6,22 @@
 //   node bench/sst-train.js [--seeds 1,2,3] [--epochs 40] [--dim 25] [--batch 27] [--leaf identity|tanh]
 //                           [--lr 0.01] [--adagrad-reset 1 (epochs; 0: never)] [--lambda-w 1e-3] [--lambda-v 0.3] [--lambda-ws 1e-4] [--lambda-l 1e-4]
 //                           [--patience K] [--min-count 2] [--threads N] [--dropout R] [--root-weight W] [--lr-drop-epoch 16 (0: never)] [--lr-drop-factor 0.1] [--average-from 16 (0: never)]
-//                           [--teacher MODEL ... --distill-weight 0.5] [--json]
+//                           [--teacher MODEL ... | --teachers K] [--distill-weight 0.5] [--json]
+//
+// Distillation (docs/training.md): --teacher names teacher model files shared
+// by every seed; --teachers K trains, for each seed s, K default models with
+// seeds 100·s + 1 … 100·s + K first (into a temporary directory), distils the
+// seed's model from them, and counts their training in the seed's wall time:
+// the whole recipe, end to end.
 'use strict';
+const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
 const { lib, SST_DIR, requireTreebank } = require('./common');
 const { train, DEFAULT_TRAIN_OPTIONS } = lib('train');
-const { evaluate } = lib('evaluate');
+const { evaluate, evaluateEnsemble } = lib('evaluate');
+const { saveModel } = lib('model-file');
 const { describeBlas } = lib('native');
 const { readTrees } = lib('tree');
 
@@ -39,6 +48,7 @@ const { values } = parseArgs({
     'lr-drop-epoch': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.learningRateDrop?.epoch ?? 0) },
     'lr-drop-factor': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.learningRateDrop?.factor ?? 0.1) },
     teacher: { type: 'string', multiple: true },
+    teachers: { type: 'string' },
     'distill-weight': { type: 'string', default: '0.5' },
     sst: { type: 'string', default: SST_DIR },
   },
@@ -63,6 +73,8 @@ const options = {
   threads: values.threads === undefined ? DEFAULT_TRAIN_OPTIONS.threads : Number(values.threads),
   distill: values.teacher ? { weight: Number(values['distill-weight']), teachers: values.teacher } : undefined,
 };
+const teachersPerSeed = values.teachers === undefined ? 0 : Number(values.teachers);
+if (teachersPerSeed > 0 && values.teacher) throw new Error('--teacher and --teachers exclude each other');
 const PAPER = { allFine: 0.807, rootFine: 0.457, allBinary: 0.876, rootBinary: 0.854 };
 const KEYS = ['allFine', 'rootFine', 'allBinary', 'rootBinary'];
 const pct = (x) => (100 * x).toFixed(1);
@@ -73,7 +85,22 @@ const pct = (x) => (100 * x).toFixed(1);
   const rows = [];
   for (const seed of values.seeds.split(',').map(Number)) {
     const started = Date.now();
-    const result = await train(trainTrees, devTrees, { ...options, seed });
+    let distill = options.distill;
+    let ensemble;
+    let dir;
+    if (teachersPerSeed > 0) {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rntn-teachers-'));
+      const teachers = [];
+      for (let k = 1; k <= teachersPerSeed; k++) {
+        const teacher = await train(trainTrees, devTrees, { ...DEFAULT_TRAIN_OPTIONS, threads: options.threads, seed: 100 * seed + k });
+        teachers.push(teacher.model);
+        saveModel(teacher.model, path.join(dir, `teacher-${k}.safetensors`));
+      }
+      ensemble = evaluateEnsemble(teachers, testTrees);
+      distill = { weight: Number(values['distill-weight']), teachers: teachers.map((_, k) => path.join(dir, `teacher-${k + 1}.safetensors`)) };
+    }
+    // The teachers' files are read once, when the student's training starts.
+    const result = await train(trainTrees, devTrees, { ...options, seed, distill }).finally(() => dir && fs.rmSync(dir, { recursive: true, force: true }));
     const test = evaluate(result.model, testTrees);
     const best = result.records.reduce((a, r) => (r.best ? r : a), undefined);
     // The best dev epoch is a maximum over many noisy evaluations, so it also
@@ -84,10 +111,11 @@ const pct = (x) => (100 * x).toFixed(1);
     const from = options.learningRateDrop?.epoch ?? Math.ceil(result.epochs / 2);
     const late = result.records.filter((r) => r.epoch >= from && r.dev).map((r) => r.dev.rootFine);
     const devRootLate = late.length > 0 ? late.reduce((a, b) => a + b, 0) / late.length : NaN;
-    const row = { seed, ...Object.fromEntries(KEYS.map((k) => [k, test[k]])), bestEpoch: best?.epoch, devRoot: result.bestDev.rootFine, devRootLate, devFrom: from, epochs: result.epochs, seconds: (Date.now() - started) / 1000 };
+    const row = { seed, ...Object.fromEntries(KEYS.map((k) => [k, test[k]])), teachers: ensemble && Object.fromEntries(KEYS.map((k) => [k, ensemble[k]])), bestEpoch: best?.epoch, devRoot: result.bestDev.rootFine, devRootLate, devFrom: from, epochs: result.epochs, seconds: (Date.now() - started) / 1000 };
     rows.push(row);
     if (values.json) console.log(JSON.stringify(row));
     else console.log(`seed ${seed}: test all ${pct(row.allFine)} root ${pct(row.rootFine)} all-bin ${pct(row.allBinary)} root-bin ${pct(row.rootBinary)} | dev root ${pct(row.devRoot)} at epoch ${row.bestEpoch}/${row.epochs}, mean from epoch ${from} ${pct(row.devRootLate)} | ${row.seconds.toFixed(0)} s`);
+    if (ensemble && !values.json) console.log(`  its ${teachersPerSeed} teachers' ensemble: test all ${pct(ensemble.allFine)} root ${pct(ensemble.rootFine)} all-bin ${pct(ensemble.allBinary)} root-bin ${pct(ensemble.rootBinary)}`);
   }
   const mean = Object.fromEntries(KEYS.map((k) => [k, rows.reduce((s, r) => s + r[k], 0) / rows.length]));
   console.log('\n| run | all 5-class | root 5-class | all binary | root binary | wall time |');

@@ -164,7 +164,7 @@ export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
 /** One line of the training log (JSON Lines), written after every epoch. */
 export interface EpochRecord {
   epoch: number;
-  /** Mean −log y[label] per training node over the epoch (unregularised; roots count `rootWeight` times). */
+  /** Mean −log y[label] (distilling: −Σ t log y) per training node over the epoch (unregularised; roots count `rootWeight` times). */
   loss: number;
   /** Dev metrics of this epoch's model (the running average from averageFrom on). */
   dev?: Pick<Metrics, 'loss' | 'rootFine' | 'allFine' | 'rootBinary' | 'allBinary'>;
@@ -335,9 +335,10 @@ export async function train(
   model = new Model(model.config, model.vocab, sharedParams);
   const params = model.params;
   const grads = Array.from({ length: options.shards }, () => shared(params.length));
+  const distilling = options.distill !== undefined && targets === undefined;
   const tableNodes: TreeNode[] = [];
-  const labelled = TreeTable.fromTrees(trainTrees, model.vocab, { shared: true }, (node, i) => (tableNodes[i] = node));
-  if (options.distill && !targets) targets = distillationTargets(options.distill, trainTrees, tableNodes, labelled.label, model.config.classes);
+  const labelled = TreeTable.fromTrees(trainTrees, model.vocab, { shared: true }, distilling ? (node, i) => (tableNodes[i] = node) : undefined);
+  if (distilling) targets = distillationTargets(options.distill!, trainTrees, tableNodes, labelled.label, model.config.classes);
   if (targets && targets.length !== labelled.label.length * model.config.classes) {
     throw new RangeError(`the distillation targets hold ${targets.length} values, the training trees need ${labelled.label.length * model.config.classes}`);
   }
@@ -503,9 +504,9 @@ export async function train(
 
 /**
  * TrainOptions.distill's targets for the table nodes `nodes` (labels `label`)
- * of `trees`: (1 − weight)·onehot(gold) +
- * weight·(the teachers' mean probabilities) at labelled nodes, zero at
- * the others (which have no loss).
+ * of `trees`: (1 − weight)·onehot(gold) + weight·(the teachers' mean
+ * probabilities) at labelled nodes, zero at the others (which have no loss).
+ * Each teacher reads the trees with its own vocabulary.
  */
 function distillationTargets(distill: NonNullable<TrainOptions['distill']>, trees: readonly TreeNode[], nodes: readonly TreeNode[], label: Int32Array, classes: number): Float32Array {
   const { weight, teachers } = distill;

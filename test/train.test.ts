@@ -229,9 +229,16 @@ describe('train', () => {
     const dir = path.join(tmp, 'distill');
     await train(trainTrees, devTrees, { ...options, epochs: 2, checkpointDir: dir });
     fs.rmSync(teacherFile);
-    const resumed = await train(trainTrees, devTrees, options, {}, path.join(dir, CHECKPOINT_FILE));
+    const file = path.join(dir, CHECKPOINT_FILE);
+    const resumed = await train(trainTrees, devTrees, options, {}, file);
     expect(same(resumed, whole)).toBe(true);
     await expect(train(trainTrees, devTrees, options)).rejects.toThrow(/teacher\.safetensors/);
+    // A checkpoint's targets are checked like its parameters.
+    const saved = decodeSafetensors(fs.readFileSync(file), file);
+    const tensors = Object.fromEntries([...saved.tensors].map(([k, t]) => [k, { dtype: t.dtype, shape: t.shape, data: t.data }])) as Parameters<typeof encodeSafetensors>[0];
+    (tensors.targets.data as Float32Array)[5] = -1;
+    fs.writeFileSync(path.join(tmp, 'bad-targets.safetensors'), encodeSafetensors(tensors, saved.metadata));
+    await expect(train(trainTrees, devTrees, options, {}, path.join(tmp, 'bad-targets.safetensors'))).rejects.toThrow(/tensor targets holds -1 at index 5, expected a finite value >= 0/);
     await expect(train(trainTrees, devTrees, { ...options, distill: { weight: 1.5, teachers: [teacherFile] } })).rejects.toThrow(/distillation weight must be in \[0, 1\], got 1.5/);
     await expect(train(trainTrees, devTrees, { ...options, distill: { weight: 0.5, teachers: [] } })).rejects.toThrow(/at least one teacher/);
   });
