@@ -17,7 +17,7 @@
  * ahead.
  */
 import { workerData } from 'node:worker_threads';
-import { distinctSorted, TreeTable } from './batch';
+import { sortDistinct, TreeTable } from './batch';
 import { createWorkspace, native, weightGradientParts, type Schedule } from './native';
 import { aborted, barrier, COMPLETED, NEVER, POSTED, READIED, SLOTS, updateShare, WAKE_AT, waitWhileEqual, WOKEN, type WorkerInit } from './pool';
 
@@ -30,6 +30,8 @@ const S = init.grads.length;
 const W = init.workers;
 const batchSize = trees.length / SLOTS;
 const stripe = Math.max(1, init.dims.vocab);
+// The shards' touched rows, gathered for the update (sortDistinct works in place).
+const touched = new Int32Array(S * stripe);
 const u = init.update;
 const { firstUnit, endUnit, lambdaV, lambdaW } = init.share;
 
@@ -147,9 +149,12 @@ for (let n = 1; ; n++) {
     // JavaScript took ~13 µs a batch instead of ~33) made 2-thread training
     // slower, not faster: bench/compare-trainers.js, 8 rounds, median 0.896,
     // 0 of 8 faster, the same bytes. Not understood; not kept.
-    const touched: number[] = [];
-    for (let s = 0; s < S; s++) for (const w of shardWords.subarray(s * stripe, s * stripe + shardWordCount[s])) touched.push(w);
-    const { ranges, lambdas } = updateShare(u, init.share, distinctSorted(touched), init.worker, W);
+    let gathered = 0;
+    for (let s = 0; s < S; s++) {
+      touched.set(shardWords.subarray(s * stripe, s * stripe + shardWordCount[s]), gathered);
+      gathered += shardWordCount[s];
+    }
+    const { ranges, lambdas } = updateShare(u, init.share, sortDistinct(touched.subarray(0, gathered)), init.worker, W);
     finite = native().adagradStep(init.params, u.history, init.grads, ranges, lambdas, scale[slot], learningRate[slot], u.epsilon);
     if (endUnit > firstUnit) {
       // This worker's units of V and W, stepped from the shards' packed weight gradients summed in

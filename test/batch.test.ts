@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compileBatch } from '../src/batch';
+import { compileBatch, sortDistinct, TreeTable } from '../src/batch';
 import { countNodes, isLeaf, parseTrees, treeHeight, type TreeNode } from '../src/tree';
 import { Vocabulary } from '../src/vocab';
 import { randomTrees } from './helpers';
@@ -37,6 +37,9 @@ function expectValidSchedule(trees: TreeNode[]) {
     }
   }
   expect([...s.roots].map((r) => s.nodes[r])).toEqual(trees);
+  // The rows of L the schedule touches: its leaves' words, each once, ascending.
+  const leafWords = [...new Set(s.word.subarray(0, s.levelStart[1]))].sort((a, b) => a - b);
+  expect([...s.words]).toEqual(leafWords);
   return s;
 }
 
@@ -53,6 +56,28 @@ describe('compileBatch', () => {
 
   it('produces valid schedules for random forests', () => {
     for (let seed = 1; seed <= 20; seed++) expectValidSchedule(randomTrees(seed, 1 + (seed % 7), ['a', 'b', 'c', 'd'], 5, 30));
+  });
+
+  it('carries the per-node targets of a table to the schedule slots of their nodes', () => {
+    const trees = randomTrees(9, 5, ['a', 'b', 'c', 'd'], 5, 30);
+    const plain = TreeTable.fromTrees(trees, vocab);
+    const C = 3;
+    const target = Float32Array.from({ length: C * plain.label.length }, (_, i) => i);
+    const table = new TreeTable({ ...plain.data, target });
+    const source = new Int32Array(plain.label.length);
+    const s = table.compile([4, 0, 2], { source });
+    expect(s.target!.length).toBe(C * s.left.length);
+    for (let k = 0; k < s.left.length; k++) expect([...s.target!.subarray(k * C, (k + 1) * C)]).toEqual([...target.subarray(source[k] * C, (source[k] + 1) * C)]);
+    expect(plain.compile([0]).target).toBeUndefined();
+    expect(() => new TreeTable({ ...plain.data, target: new Float32Array(C * plain.label.length + 1) })).toThrow(/same number of classes for each of its \d+ nodes/);
+  });
+
+  it('sortDistinct sorts in place and returns the distinct values as a prefix view', () => {
+    const values = Int32Array.of(5, 3, 5, -1, 3, 9, 9, 0);
+    const distinct = sortDistinct(values);
+    expect([...distinct]).toEqual([-1, 0, 3, 5, 9]);
+    expect(distinct.buffer).toBe(values.buffer);
+    expect([...sortDistinct(new Int32Array(0))]).toEqual([]);
   });
 
   it('can leave labels out (prediction)', () => {
