@@ -118,6 +118,19 @@ describe('rntn train, eval and predict', () => {
     }
   });
 
+  it('train --teacher distils from models: recorded in the model file, weight 0 is plain training', () => {
+    const run = (name: string, ...extra: string[]) => {
+      const file = path.join(tmp, name);
+      const r = rntn('train', '--train', treesPath, '--epochs', '2', '--dim', '4', '--threads', '1', '--out', file, '--log', `${file}.jsonl`, ...extra);
+      expect(r.status, r.stderr).toBe(0);
+      return JSON.parse(fs.readFileSync(`${file}.jsonl`, 'utf8').trim().split('\n')[0]).loss as number;
+    };
+    expect(run('student.safetensors', '--teacher', out, '--teacher', out, '--distill-weight', '1')).not.toBe(run('plain.safetensors'));
+    const student = path.join(tmp, 'student.safetensors');
+    expect(JSON.parse(decodeSafetensors(fs.readFileSync(student), student).metadata.training).distill).toEqual({ weight: 1, teachers: [out, out] });
+    expect(run('weight0.safetensors', '--teacher', out, '--distill-weight', '0')).toBe(run('plain.safetensors'));
+  });
+
   it('eval --json prints the four accuracies and the loss as fractions', () => {
     const run = rntn('eval', '--model', out, '--trees', treesPath, '--json');
     // treesPath holds words the generated vocabulary lacks: they map to *UNK*.
@@ -211,6 +224,12 @@ describe('rntn train, eval and predict', () => {
     const rootWeight = rntn('train', '--root-weight', '-2');
     expect(rootWeight.status).not.toBe(0);
     expect(rootWeight.stderr).toMatch(/--root-weight.*non-negative number/);
+    const distillWeight = rntn('train', '--distill-weight', '1.5');
+    expect(distillWeight.status).not.toBe(0);
+    expect(distillWeight.stderr).toMatch(/--distill-weight.*number in \[0, 1\]/);
+    const teacher = rntn('train', '--teacher', path.join(tmp, 'absent.safetensors'), '--epochs', '1', '--out', path.join(tmp, 'm3'));
+    expect(teacher.status).toBe(1);
+    expect(teacher.stderr).toMatch(/absent\.safetensors/);
     const unknown = rntn('train', '--frobnicate');
     expect(unknown.status).not.toBe(0);
     expect(unknown.stderr).toMatch(/unknown option/);
