@@ -456,8 +456,9 @@ void packedWeightGradient(const Dims& k, int internal, const T* inputs, T* packe
 // Forward pass over `s` with the parameters `params` and their prepared form
 // `VsWt` (prepareParameters); returns the summed loss −log y[label] (with
 // targets, −Σ t log y) of every labelled node. When `probs` is given it
-// receives the C class probabilities of every node (column n = node n). When `grad` is given, the gradient of
-// that loss (unregularised) is *added* to it, same layout as `params`.
+// receives the C class probabilities of every node (column n = node n). When
+// `grad` is given, the gradient of that loss (unregularised) is *added* to
+// it, same layout as `params`.
 // With `deferred` (weightGradientInputSize(d, internal nodes of s) values),
 // ∂V and ∂W are left out of grad and the inputs of packedWeightGradient are
 // written there instead, for the caller to complete grad with.
@@ -541,11 +542,12 @@ double forwardBackwardPrepared(const Dims& k, const T* params, const T* VsWt, T*
     // log-sum-exp form: −log y[t] = log Σ e^{s_i} − s_t, exact where y[t] underflows.
     if (s.label[n] >= 0) {
       const double w = s.weight ? s.weight[n] : 1.0;
+      const T logSum = std::log(sum) + top;
       if (s.target) {
         const float* t = s.target + static_cast<size_t>(n) * C;
-        for (int i = 0; i < C; i++) loss += w * t[i] * static_cast<double>(std::log(sum) + top - y[i]);
+        for (int i = 0; i < C; i++) loss += w * t[i] * static_cast<double>(logSum - y[i]);
       } else {
-        loss += w * static_cast<double>(std::log(sum) + top - y[s.label[n]]);
+        loss += w * static_cast<double>(logSum - y[s.label[n]]);
       }
     }
     for (int i = 0; i < C; i++) y[i] = std::exp(y[i] - top) / sum;

@@ -216,7 +216,7 @@ export class TreeTable implements TreeTableData {
         if (target) for (let c = 0; c < C; c++) target[k * C + c] = tableTarget![i * C + c];
         if (source) source[k] = i;
       }
-      roots[j] = slot[treeStart[t + 1] - 1 - base];
+      roots[j] = slot[end - 1 - base];
     }
     // The leaves are slots 0…leaves−1, so their words are word's first entries.
     const words = take(leaves);
