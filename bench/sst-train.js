@@ -91,13 +91,15 @@ const pct = (x) => (100 * x).toFixed(1);
     if (teachersPerSeed > 0) {
       dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rntn-teachers-'));
       const teachers = [];
+      const files = [];
       for (let k = 1; k <= teachersPerSeed; k++) {
         const teacher = await train(trainTrees, devTrees, { ...DEFAULT_TRAIN_OPTIONS, threads: options.threads, seed: 100 * seed + k });
         teachers.push(teacher.model);
-        saveModel(teacher.model, path.join(dir, `teacher-${k}.safetensors`));
+        files.push(path.join(dir, `teacher-${k}.safetensors`));
+        saveModel(teacher.model, files[k - 1]);
       }
       ensemble = evaluateEnsemble(teachers, testTrees);
-      distill = { weight: Number(values['distill-weight']), teachers: teachers.map((_, k) => path.join(dir, `teacher-${k + 1}.safetensors`)) };
+      distill = { weight: Number(values['distill-weight']), teachers: files };
     }
     // The teachers' files are read once, when the student's training starts.
     const result = await train(trainTrees, devTrees, { ...options, seed, distill }).finally(() => dir && fs.rmSync(dir, { recursive: true, force: true }));

@@ -27,6 +27,7 @@ const cases: [string, string[], RegExp][] = [
   ['compare-addons.js', [addon, addon, '--passes', '2', '--train', train], /whole step: B\/A [\d.]+/],
   ['compare-trainers.js', [root, root, '--threads', '2', '--rounds', '1', '--train', train], /median A \d+, B \d+ sentences\/s/],
   ['sst-train.js', ['--seeds', '1', '--epochs', '2', '--dim', '4', '--threads', '2', '--sst', tmp], /\| mean \| [\d.]+ \|/],
+  ['sst-train.js', ['--seeds', '1', '--epochs', '2', '--dim', '4', '--threads', '2', '--sst', tmp, '--teachers', '2'], /its 2 teachers' ensemble: test all [\d.]+/],
 ];
 
 describe('the benchmarks run', () => {
