@@ -4,7 +4,7 @@
  * parse. Parsed input (PTB trees from a constituency parser, as SST's are) is
  * better; see `binarize` for what happens to plain text.
  */
-import { compileChunks } from './batch';
+import { compileChunks, TreeTable, TREES_PER_CALL } from './batch';
 import type { Model } from './model';
 import { assertFiniteProbabilities, createWorkspace, nativeDims } from './native';
 import { formatTree, type TreeNode } from './tree';
@@ -65,6 +65,36 @@ export function predictEnsemble(models: readonly Model[], trees: readonly TreeNo
     }
     return { tree: p.tree, nodes };
   });
+}
+
+/**
+ * The ensemble's mean class probabilities of every node of `trees`, in the
+ * order of their tree table (`TreeTable.fromTrees`: tree after tree, each in
+ * post-order): `classes` values a node, summed in model order in float64.
+ * Typed arrays throughout, for whole training sets (distillation's teachers,
+ * src/train.ts); `predictEnsemble` gives the same numbers keyed by node.
+ */
+export function ensembleProbabilities(models: readonly Model[], trees: readonly TreeNode[]): Float64Array {
+  const C = ensembleClasses(models);
+  let mean = new Float64Array(0);
+  for (const model of models) {
+    // Each model reads the words with its own vocabulary; the rows are the same for all.
+    const table = TreeTable.fromTrees(trees, model.vocab, { labels: false });
+    if (mean.length === 0) mean = new Float64Array(C * table.label.length);
+    const workspace = createWorkspace();
+    const dims = nativeDims(model);
+    for (let first = 0; first < trees.length; first += TREES_PER_CALL) {
+      const ids = Array.from({ length: Math.min(TREES_PER_CALL, trees.length - first) }, (_, j) => first + j);
+      const source = new Int32Array(table.treeStart[first + ids.length] - table.treeStart[first]);
+      const schedule = table.compile(ids, { source });
+      const probs = new Float32Array(C * source.length);
+      workspace.forward(model.params, dims, schedule, probs);
+      assertFiniteProbabilities(probs, `trees ${first + 1}–${first + ids.length}`);
+      for (let k = 0; k < source.length; k++) for (let c = 0; c < C; c++) mean[source[k] * C + c] += probs[k * C + c];
+    }
+  }
+  for (let i = 0; i < mean.length; i++) mean[i] /= models.length;
+  return mean;
 }
 
 /** The class count the models of an ensemble share; throws when there are none or they differ. */

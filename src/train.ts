@@ -22,7 +22,7 @@ import { SLOTS, TrainingPool, type UpdateConfig } from './pool';
 import { Random } from './random';
 import { removeStaleTemporaries, writeFileAtomic } from './files';
 import { loadModel } from './model-file';
-import { ensembleClasses, predictEnsemble } from './predict';
+import { ensembleClasses, ensembleProbabilities } from './predict';
 import { decodeSafetensors, encodeSafetensors } from './safetensors';
 import type { TreeNode } from './tree';
 import { Vocabulary } from './vocab';
@@ -335,10 +335,8 @@ export async function train(
   model = new Model(model.config, model.vocab, sharedParams);
   const params = model.params;
   const grads = Array.from({ length: options.shards }, () => shared(params.length));
-  const distilling = options.distill !== undefined && targets === undefined;
-  const tableNodes: TreeNode[] = [];
-  const labelled = TreeTable.fromTrees(trainTrees, model.vocab, { shared: true }, distilling ? (node, i) => (tableNodes[i] = node) : undefined);
-  if (distilling) targets = distillationTargets(options.distill!, trainTrees, tableNodes, labelled.label, model.config.classes);
+  const labelled = TreeTable.fromTrees(trainTrees, model.vocab, { shared: true });
+  if (options.distill && !targets) targets = distillationTargets(options.distill, trainTrees, labelled.label, model.config.classes);
   if (targets && targets.length !== labelled.label.length * model.config.classes) {
     throw new RangeError(`the distillation targets hold ${targets.length} values, the training trees need ${labelled.label.length * model.config.classes}`);
   }
@@ -503,25 +501,23 @@ export async function train(
 }
 
 /**
- * TrainOptions.distill's targets for the table nodes `nodes` (labels `label`)
- * of `trees`: (1 − weight)·onehot(gold) + weight·(the teachers' mean
+ * TrainOptions.distill's targets for `trees`, whose table rows have the labels
+ * `label`: (1 − weight)·onehot(gold) + weight·(the teachers' mean
  * probabilities) at labelled nodes, zero at the others (which have no loss).
  * Each teacher reads the trees with its own vocabulary.
  */
-function distillationTargets(distill: NonNullable<TrainOptions['distill']>, trees: readonly TreeNode[], nodes: readonly TreeNode[], label: Int32Array, classes: number): Float32Array {
+function distillationTargets(distill: NonNullable<TrainOptions['distill']>, trees: readonly TreeNode[], label: Int32Array, classes: number): Float32Array {
   const { weight, teachers } = distill;
   if (!(weight >= 0 && weight <= 1)) throw new RangeError(`the distillation weight must be in [0, 1], got ${weight}`);
   if (teachers.length === 0) throw new RangeError('distillation needs at least one teacher model');
   const models = teachers.map((file) => loadModel(file));
   if (ensembleClasses(models) !== classes) throw new RangeError(`the teacher models have ${models[0].config.classes} classes, the model being trained ${classes}`);
-  const probs = new Map<TreeNode, number[]>();
-  for (const p of predictEnsemble(models, trees)) for (const [node, prediction] of p.nodes) probs.set(node, prediction.probs);
-  const target = new Float32Array(nodes.length * classes);
-  nodes.forEach((node, i) => {
-    if (label[i] < 0) return;
-    const p = probs.get(node)!;
-    for (let c = 0; c < classes; c++) target[i * classes + c] = weight * p[c] + (c === label[i] ? 1 - weight : 0);
-  });
+  const mean = ensembleProbabilities(models, trees);
+  const target = new Float32Array(label.length * classes);
+  for (let i = 0; i < label.length; i++) {
+    if (label[i] < 0) continue;
+    for (let c = 0; c < classes; c++) target[i * classes + c] = weight * mean[i * classes + c] + (c === label[i] ? 1 - weight : 0);
+  }
   return target;
 }
 

@@ -1,8 +1,9 @@
 import { describe, it, expect } from 'vitest';
 import { binarySplit, computeMetrics, evaluate, evaluateEnsemble, formatMetrics, type Metrics } from '../src/evaluate';
 import { lossAndGradient } from '../src/gradient';
-import { predict, predictEnsemble } from '../src/predict';
+import { ensembleProbabilities, predict, predictEnsemble } from '../src/predict';
 import { Model } from '../src/model';
+import { TreeTable } from '../src/batch';
 import { countNodes, parseTrees, type TreeNode } from '../src/tree';
 import { Vocabulary } from '../src/vocab';
 import { randomTrees } from './helpers';
@@ -332,7 +333,7 @@ describe('evaluateEnsemble', () => {
   it('refuses no models and models with different classes', () => {
     const five = Model.create(vocab, { dim: 4, seed: 2 });
     const three = Model.create(vocab, { dim: 4, seed: 2, classes: 3 });
-    for (const f of [evaluateEnsemble, predictEnsemble] as const) {
+    for (const f of [evaluateEnsemble, predictEnsemble, ensembleProbabilities] as const) {
       expect(() => f([], many)).toThrow(/at least one model/);
       expect(() => f([five, three], many)).toThrow(/same number of classes, got 5 and 3/);
     }
@@ -362,6 +363,25 @@ describe('evaluateEnsemble', () => {
       visit(many[i]);
     });
     expect(checked).toBe(evaluateEnsemble([a, b], many).nodes);
+  });
+
+  it('ensembleProbabilities: predictEnsemble\'s numbers, in tree-table order, over several native calls', () => {
+    const a = Model.create(vocab, { dim: 4, seed: 2 });
+    const b = Model.create(new Vocabulary(['*UNK*', 'good', 'bad']), { dim: 6, seed: 9 });
+    const trees = randomTrees(11, 600, words, 5, 6); // two native calls of at most TREES_PER_CALL trees
+    const rows: TreeNode[] = [];
+    TreeTable.fromTrees(trees, vocab, {}, (node, i) => (rows[i] = node));
+    const keyed = predictEnsemble([a, b], trees);
+    const got = ensembleProbabilities([a, b], trees);
+    expect(got.length).toBe(5 * rows.length);
+    let row = 0;
+    trees.forEach((tree, t) => {
+      const { leaves, internal } = countNodes(tree);
+      for (const end = row + leaves + internal; row < end; row++) {
+        expect(Array.from(got.subarray(5 * row, 5 * row + 5))).toEqual(keyed[t].nodes.get(rows[row])!.probs);
+      }
+    });
+    expect(row).toBe(rows.length);
   });
 });
 
