@@ -228,7 +228,8 @@ ScheduleCopy scheduleArg(const Napi::Value& v, const Dims& k) {
     Span<float> f = spanOf<float>(a);
     into = copyOf(env, Span<const float>{f.data, f.length});
     if (into.size() != N * perNode) {
-      throwRange(env, name + " must have " + std::to_string(perNode) + " entries per node (" + std::to_string(N * perNode) + "), got " +
+      const std::string per = perNode == 1 ? std::string("one entry") : std::to_string(perNode) + " entries";
+      throwRange(env, name + " must have " + per + " per node (" + std::to_string(N * perNode) + "), got " +
                           std::to_string(into.size()));
     }
     for (size_t i = 0; i < into.size(); i++) {

@@ -196,7 +196,7 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
     ['dropout seed a string', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), dropout: { rate: 0.5, seed: '1' as any } }), /must be numbers/],
     ['weight not a typed array', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight: [1, 1] as any }), /schedule.weight must be a typed array/],
     ['weight a Float64Array', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight: new Float64Array(batch.left.length) as any }), /schedule.weight must be a Float32Array/],
-    ['weight of the wrong length', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight: new Float32Array(2) }), /must have 1 entries per node \(\d+\), got 2/],
+    ['weight of the wrong length', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight: new Float32Array(2) }), /must have one entry per node \(\d+\), got 2/],
     ['weight negative', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight: new Float32Array(batch.left.length).fill(-1) }), /weight\[0\] must be finite and non-negative/],
     ['weight NaN', () => {
       const weight = new Float32Array(batch.left.length).fill(1);
