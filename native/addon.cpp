@@ -111,12 +111,14 @@ struct ScheduleCopy {
   std::vector<float> target;  // empty: the one-hot of each node's label
   double dropoutRate = 0;
   uint64_t dropoutSeed = 0;
+  double polarityWeight = 0;
 
   Schedule view() const {
     Schedule s{left.data(), right.data(), word.data(), label.data(), levelStart.data(), static_cast<int>(left.size()),
                static_cast<int>(levelStart.size()) - 1};
     s.dropoutRate = dropoutRate;
     s.dropoutSeed = dropoutSeed;
+    s.polarityWeight = polarityWeight;
     s.weight = weight.empty() ? nullptr : weight.data();
     s.target = target.empty() ? nullptr : target.data();
     return s;
@@ -216,6 +218,20 @@ ScheduleCopy scheduleArg(const Napi::Value& v, const Dims& k) {
     if (!isIntegerIn(sd, 0, 9007199254740991.0)) throwRange(env, "schedule.dropout.seed must be an integer in [0, 2^53)");
     c.dropoutRate = r;
     c.dropoutSeed = static_cast<uint64_t>(sd);
+  }
+  // schedule.polarityWeight: optional, training only (rntn.h, Schedule).
+  Napi::Value polarity = o.Get("polarityWeight");
+  if (!polarity.IsUndefined()) {
+    if (!polarity.IsNumber()) throwType(env, "schedule.polarityWeight must be a number");
+    const double beta = polarity.As<Napi::Number>().DoubleValue();
+    if (!(std::isfinite(beta) && beta >= 0)) {
+      throwRange(env, "schedule.polarityWeight must be finite and non-negative, got " + std::to_string(beta));
+    }
+    if (beta > 0 && k.classes % 2 == 0) {
+      throwRange(env, "schedule.polarityWeight needs an odd number of classes (the middle one is neutral), the model has " +
+                          std::to_string(k.classes));
+    }
+    c.polarityWeight = beta;
   }
   // schedule.weight, schedule.target = Float32Array: optional, the loss weight
   // of each node and its target distribution (rntn.h, Schedule).

@@ -82,6 +82,14 @@ struct Schedule {
   // (= w·(y − t) when t sums to 1). The trainer's distillation mixes the
   // gold label with teacher models' probabilities through it (docs/training.md).
   const float* target = nullptr;
+  // Weight β of a polarity term (0: none). With an odd number of classes the
+  // middle one is neutral, the lower ones negative and the upper ones
+  // positive, as the paper's binary metric reads them; a node whose gold
+  // label is not neutral adds weight[n]·β·(−log Σ_{c on gold's side} y_c),
+  // whose δs is w·β·(y − q), q = y restricted to that side and renormalised.
+  // It trains the split the binary metric scores, which the 5-class loss
+  // only reaches through the single gold class (docs/training.md).
+  double polarityWeight = 0;
 };
 
 // Whether unit `index` of a schedule keeps its value under dropout: a
@@ -111,6 +119,7 @@ struct Workspace {
   std::vector<T> dC;      // 2d × B error sent to the children of a level
   std::vector<T> M;       // d × N dropout multipliers (0 or 1/(1 − rate)); unused without dropout
   std::vector<T> XM;      // d × N classifier input m ⊙ x under dropout
+  std::vector<T> P;       // C × N polarity term's q (y on the gold label's side, renormalised); unused without it
 
   template <typename U>
   static U* sized(std::vector<U>& v, size_t n) {
@@ -529,6 +538,8 @@ double forwardBackwardPrepared(const Dims& k, const T* params, const T* VsWt, T*
     Xc = XM;
   }
   gemm(true, false, C, N, d, T(1), Ws, d, Xc, d, T(0), Y, C);
+  const int neutral = C / 2;  // the polarity term's middle class (C odd; the addon checks)
+  T* P = s.polarityWeight > 0 ? Workspace<T>::sized(w.P, static_cast<size_t>(C) * N) : nullptr;
   double loss = 0;
   for (int n = 0; n < N; n++) {
     T* y = Y + static_cast<size_t>(n) * C;
@@ -550,6 +561,22 @@ double forwardBackwardPrepared(const Dims& k, const T* params, const T* VsWt, T*
         loss += w * static_cast<double>(logSum - y[s.label[n]]);
       }
     }
+    if (P) {
+      // Polarity: −log Σ_{c∈S} y_c = log Σ e^{s_i} − log Σ_{c∈S} e^{s_c}, each sum taken
+      // from its own top so that q stays exact when the whole side underflows in y.
+      T* q = P + static_cast<size_t>(n) * C;
+      std::fill_n(q, C, T(0));
+      const int label = s.label[n];
+      if (label >= 0 && label != neutral) {
+        const int from = label < neutral ? 0 : neutral + 1, to = label < neutral ? neutral : C;
+        T topSide = -INFINITY, sumSide = 0;
+        for (int i = from; i < to; i++) topSide = std::max(topSide, y[i]);
+        for (int i = from; i < to; i++) sumSide += q[i] = std::exp(y[i] - topSide);
+        for (int i = from; i < to; i++) q[i] /= sumSide;
+        const double w = s.weight ? s.weight[n] : 1.0;
+        loss += w * s.polarityWeight * static_cast<double>((std::log(sum) + top) - (std::log(sumSide) + topSide));
+      }
+    }
     for (int i = 0; i < C; i++) y[i] = std::exp(y[i] - top) / sum;
   }
   if (probs) std::copy_n(Y, static_cast<size_t>(C) * N, probs);
@@ -561,13 +588,24 @@ double forwardBackwardPrepared(const Dims& k, const T* params, const T* VsWt, T*
     if (s.label[n] < 0) {
       std::fill_n(y, C, T(0));
     } else {
+      // The polarity term's δs, β·(y − q), is taken first (into q's place): it needs y itself.
+      // Neutral nodes have no polarity term.
+      const int label = s.label[n];
+      T* polarity = P && label != neutral ? P + static_cast<size_t>(n) * C : nullptr;
+      if (polarity) {
+        const T beta = T(s.polarityWeight);
+        for (int i = 0; i < C; i++) polarity[i] = beta * (y[i] - polarity[i]);
+      }
       if (s.target) {
         const float* t = s.target + static_cast<size_t>(n) * C;
         T total = 0;
         for (int i = 0; i < C; i++) total += T(t[i]);
         for (int i = 0; i < C; i++) y[i] = total * y[i] - T(t[i]);
       } else {
-        y[s.label[n]] -= 1;
+        y[label] -= 1;
+      }
+      if (polarity) {
+        for (int i = 0; i < C; i++) y[i] += polarity[i];
       }
       if (s.weight) {
         const T w = s.weight[n];

@@ -43,12 +43,15 @@ export interface LossTerms {
   rootWeight?: number;
   /** The target distributions of a compiled chunk's nodes (Schedule.target); default the one-hot labels. */
   target?: (batch: CompiledBatch) => Float32Array;
+  /** Weight of the polarity term (Schedule.polarityWeight); default 0. */
+  polarityWeight?: number;
 }
 
 function chunks(model: Model, trees: readonly TreeNode[], terms: LossTerms): Schedule[] {
-  const { dropout, rootWeight, target } = terms;
+  const { dropout, rootWeight, target, polarityWeight } = terms;
   return [...compileChunks(trees, model.vocab, { rootWeight })].map((batch, i) => ({
     ...batch,
+    ...(polarityWeight && { polarityWeight }),
     ...(dropout && { dropout: { rate: dropout.rate, seed: dropout.seed + i } }),
     ...(target && { target: target(batch) }),
   }));

@@ -48,6 +48,13 @@ export interface Schedule {
    * trainer's distillation sets it (docs/training.md).
    */
   target?: Float32Array;
+  /**
+   * Weight β of the polarity term (default 0: none), for an odd number of
+   * classes: a node whose gold label is not the middle (neutral) class adds
+   * β·weight[n]·(−log Σ y_c over the classes on its label's side), the split
+   * the binary metric scores (docs/training.md).
+   */
+  polarityWeight?: number;
 }
 
 /** Native scratch memory plus the math. One per thread; reuse it across calls. */

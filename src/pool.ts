@@ -161,6 +161,8 @@ export interface WorkerInit {
   channel: BatchChannel;
   /** Loss weight of each tree's root in the shards' schedules (TreeTable.compile's default when absent). */
   rootWeight?: number;
+  /** Schedule.polarityWeight of the shards' schedules (0 or absent: none). */
+  polarityWeight?: number;
   /** How long a wait spins before it sleeps (waitWhileEqual): 0 when the workers outnumber the cores. */
   spinMs: number;
 }
@@ -190,6 +192,8 @@ export interface PoolOptions {
   batchSize?: number;
   /** Loss weight of each tree's root (default 1: the paper's loss). */
   rootWeight?: number;
+  /** Weight of the polarity term (Schedule.polarityWeight; default 0: none). */
+  polarityWeight?: number;
   /** The worker's script; tests substitute one that fails. */
   workerScript?: string;
 }
@@ -293,6 +297,7 @@ export class TrainingPool {
         update: options.update,
         channel: this.channel,
         rootWeight: options.rootWeight,
+        polarityWeight: options.polarityWeight,
         // A spinning worker would hold a core another worker needs.
         spinMs: workers <= os.availableParallelism() ? SPIN_MS : 0,
       };

@@ -107,6 +107,13 @@ export interface TrainOptions {
    */
   averageFrom?: number;
   /**
+   * Weight β of the polarity term (0: none): each labelled training node
+   * whose gold class is not neutral adds β·(−log Σ y_c over the classes on
+   * its side), the split the paper's binary metric scores. Needs an odd
+   * number of classes. Absent (checkpoints from before it existed): 0.
+   */
+  polarityWeight?: number;
+  /**
    * Knowledge distillation: every labelled training node's loss aims at
    * (1 − weight)·onehot(gold) + weight·p̄, p̄ the mean class probabilities of
    * the teacher models (files, read once at the start; a checkpoint keeps
@@ -164,7 +171,7 @@ export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
 /** One line of the training log (JSON Lines), written after every epoch. */
 export interface EpochRecord {
   epoch: number;
-  /** Mean −log y[label] (distilling: −Σ t log y) per training node over the epoch (unregularised; roots count `rootWeight` times). */
+  /** Mean −log y[label] (distilling: −Σ t log y; plus the polarity term) per training node over the epoch (unregularised; roots count `rootWeight` times). */
   loss: number;
   /** Dev metrics of this epoch's model (the running average from averageFrom on). */
   dev?: Pick<Metrics, 'loss' | 'rootFine' | 'allFine' | 'rootBinary' | 'allBinary'>;
@@ -323,6 +330,11 @@ export async function train(
   // Checkpoints written before the option existed trained with weight 1.
   const rootWeight = options.rootWeight ?? 1;
   if (!(Number.isFinite(rootWeight) && rootWeight >= 0)) throw new RangeError(`rootWeight must be a finite number >= 0, got ${rootWeight}`);
+  const polarityWeight = options.polarityWeight ?? 0;
+  if (!(Number.isFinite(polarityWeight) && polarityWeight >= 0)) throw new RangeError(`polarityWeight must be a finite number >= 0, got ${polarityWeight}`);
+  if (polarityWeight > 0 && model.config.classes % 2 === 0) {
+    throw new RangeError(`polarityWeight needs an odd number of classes (the middle one is neutral), the model has ${model.config.classes}`);
+  }
   const averageFrom = options.averageFrom ?? 0;
   if (!(Number.isInteger(averageFrom) && averageFrom >= 0)) throw new RangeError(`averageFrom must be an integer >= 0, got ${averageFrom}`);
   const average = (): Float32Array | undefined =>
@@ -369,6 +381,7 @@ export async function train(
     update,
     batchSize: options.batchSize,
     rootWeight,
+    polarityWeight,
   });
   try {
     training: while (state.epoch < options.epochs) {

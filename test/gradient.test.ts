@@ -106,6 +106,49 @@ describe('finite-difference gradient check (float64)', () => {
     });
   }
 
+  for (const leaf of ['identity', 'tanh'] as const) {
+    it(`polarity term (β 0.7, with root weight 2 and targets), d = 4, leaf = ${leaf}: every group within 1e-6, the loss is −log of the gold side`, () => {
+      const trees = randomTrees(53, 6, [...WORDS, 'unseen']);
+      const model = perturbedModel(new Vocabulary(WORDS), 4, leaf, 17);
+      const C = model.config.classes;
+      const batch = compileBatch(trees, model.vocab);
+      expect(new Set(batch.label)).toEqual(new Set([0, 1, 2, 3, 4])); // both sides and neutral nodes present
+      const rng = new Random(9);
+      const t = Float32Array.from({ length: C * batch.left.length }, () => rng.symmetric(0.5) + 0.5);
+      for (const terms of [{ polarityWeight: 0.7 }, { polarityWeight: 0.7, rootWeight: 2, target: () => t }]) {
+        for (const c of gradientCheck(model, trees, { samples: 400, ...terms })) {
+          expect(c.relativeError, `${c.group} ${Object.keys(terms)}: ${JSON.stringify(c)}`).toBeLessThanOrEqual(1e-6);
+        }
+      }
+      const probs = new Float64Array(C * batch.left.length);
+      createWorkspace().forward(Float64Array.from(model.params), nativeDims(model), batch, probs);
+      let polarity = 0;
+      batch.label.forEach((label, n) => {
+        if (label < 0 || label === 2) return;
+        const side = label < 2 ? probs[n * C] + probs[n * C + 1] : probs[n * C + 3] + probs[n * C + 4];
+        polarity -= Math.log(side);
+      });
+      const plain = lossAndGradient(model, trees, 'float64');
+      expect(lossAndGradient(model, trees, 'float64', { polarityWeight: 0.7 }).loss).toBeCloseTo(plain.loss + 0.7 * polarity, 8);
+      // β = 0 is no term at all, to the bit.
+      const zero = lossAndGradient(model, trees, 'float64', { polarityWeight: 0 });
+      expect(zero.loss).toBe(plain.loss);
+      expect(zero.gradient).toEqual(plain.gradient);
+    });
+  }
+
+  it('a polarity side that underflows in float32 still gives a finite loss and gradient', () => {
+    const trees = randomTrees(59, 4, WORDS);
+    const model = perturbedModel(new Vocabulary(WORDS), 3, 'identity', 19);
+    // Class 2's bias far above the rest: y of both sides is ~e^-200, below float32's range.
+    model.tensors.bs[2] = 200;
+    const { loss, gradient } = lossAndGradient(model, trees, 'float32', { polarityWeight: 1 });
+    expect(Number.isFinite(loss)).toBe(true);
+    expect(gradient.every(Number.isFinite)).toBe(true);
+    const reference = lossAndGradient(model, trees, 'float64', { polarityWeight: 1 }).loss;
+    expect(loss).toBeCloseTo(reference, 0);
+  });
+
   it('fails a gradient that is wrong in one coordinate (the check can fail)', () => {
     const trees = randomTrees(5, 4, WORDS);
     const model = perturbedModel(new Vocabulary(WORDS), 3, 'identity', 5);
