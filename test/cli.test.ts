@@ -224,6 +224,9 @@ describe('rntn train, eval and predict', () => {
     const rootWeight = rntn('train', '--root-weight', '-2');
     expect(rootWeight.status).not.toBe(0);
     expect(rootWeight.stderr).toMatch(/--root-weight.*non-negative number/);
+    const polarityWeight = rntn('train', '--polarity-weight', 'x');
+    expect(polarityWeight.status).not.toBe(0);
+    expect(polarityWeight.stderr).toMatch(/--polarity-weight.*non-negative number/);
     const distillWeight = rntn('train', '--distill-weight', '1.5');
     expect(distillWeight.status).not.toBe(0);
     expect(distillWeight.stderr).toMatch(/--distill-weight.*number in \[0, 1\]/);

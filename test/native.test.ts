@@ -194,6 +194,14 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
     ['dropout seed negative', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), dropout: { rate: 0.5, seed: -1 } }), /seed must be an integer/],
     ['dropout seed fractional', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), dropout: { rate: 0.5, seed: 1.5 } }), /seed must be an integer/],
     ['dropout seed a string', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), dropout: { rate: 0.5, seed: '1' as any } }), /must be numbers/],
+    ['polarityWeight a string', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), polarityWeight: '1' as any }), /schedule.polarityWeight must be a number/],
+    ['polarityWeight negative', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), polarityWeight: -0.5 }), /polarityWeight must be finite and non-negative, got -0.5/],
+    ['polarityWeight NaN', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), polarityWeight: NaN }), /polarityWeight must be finite and non-negative/],
+    ['polarityWeight infinite', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), polarityWeight: Infinity }), /polarityWeight must be finite and non-negative/],
+    ['polarityWeight with an even class count', () => {
+      const six = Model.create(vocab, { dim: 4, seed: 1, classes: 6 });
+      return ws.forwardBackward(six.params, new Float32Array(six.params.length), nativeDims(six), { ...schedule(), polarityWeight: 1 });
+    }, /needs an odd number of classes \(the middle one is neutral\), the model has 6/],
     ['weight not a typed array', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight: [1, 1] as any }), /schedule.weight must be a typed array/],
     ['weight a Float64Array', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight: new Float64Array(batch.left.length) as any }), /schedule.weight must be a Float32Array/],
     ['weight of the wrong length', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight: new Float32Array(2) }), /must have one entry per node \(\d+\), got 2/],
