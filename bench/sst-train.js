@@ -69,7 +69,7 @@ const options = {
   minCount: Number(values['min-count']),
   dropout: Number(values.dropout),
   rootWeight: Number(values['root-weight']),
-  polarityWeight: Number(values['polarity-weight']) || undefined,
+  polarityWeight: Number(values['polarity-weight']),
   averageFrom: Number(values['average-from']),
   learningRateDrop: Number(values['lr-drop-epoch']) === 0 ? undefined : { epoch: Number(values['lr-drop-epoch']), factor: Number(values['lr-drop-factor']) },
   threads: values.threads === undefined ? DEFAULT_TRAIN_OPTIONS.threads : Number(values.threads),

@@ -464,7 +464,7 @@ void packedWeightGradient(const Dims& k, int internal, const T* inputs, T* packe
 
 // Forward pass over `s` with the parameters `params` and their prepared form
 // `VsWt` (prepareParameters); returns the summed loss −log y[label] (with
-// targets, −Σ t log y) of every labelled node. When `probs` is given it
+// targets, −Σ t log y; plus the polarity term) of every labelled node. When `probs` is given it
 // receives the C class probabilities of every node (column n = node n). When
 // `grad` is given, the gradient of that loss (unregularised) is *added* to
 // it, same layout as `params`.
@@ -551,30 +551,28 @@ double forwardBackwardPrepared(const Dims& k, const T* params, const T* VsWt, T*
     T sum = 0;
     for (int i = 0; i < C; i++) sum += std::exp(y[i] - top);
     // log-sum-exp form: −log y[t] = log Σ e^{s_i} − s_t, exact where y[t] underflows.
-    if (s.label[n] >= 0) {
+    const int label = s.label[n];
+    if (label >= 0) {
       const double w = s.weight ? s.weight[n] : 1.0;
       const T logSum = std::log(sum) + top;
       if (s.target) {
         const float* t = s.target + static_cast<size_t>(n) * C;
         for (int i = 0; i < C; i++) loss += w * t[i] * static_cast<double>(logSum - y[i]);
       } else {
-        loss += w * static_cast<double>(logSum - y[s.label[n]]);
+        loss += w * static_cast<double>(logSum - y[label]);
       }
-    }
-    if (P) {
-      // Polarity: −log Σ_{c∈S} y_c = log Σ e^{s_i} − log Σ_{c∈S} e^{s_c}, each sum taken
-      // from its own top so that q stays exact when the whole side underflows in y.
-      T* q = P + static_cast<size_t>(n) * C;
-      std::fill_n(q, C, T(0));
-      const int label = s.label[n];
-      if (label >= 0 && label != neutral) {
+      if (P && label != neutral) {
+        // Polarity: −log Σ_{c∈S} y_c = log Σ e^{s_i} − log Σ_{c∈S} e^{s_c}, each sum taken
+        // from its own top so that q stays exact when the whole side underflows in y.
+        // q is read back only at such nodes (the backward pass below).
+        T* q = P + static_cast<size_t>(n) * C;
+        std::fill_n(q, C, T(0));
         const int from = label < neutral ? 0 : neutral + 1, to = label < neutral ? neutral : C;
         T topSide = -INFINITY, sumSide = 0;
         for (int i = from; i < to; i++) topSide = std::max(topSide, y[i]);
         for (int i = from; i < to; i++) sumSide += q[i] = std::exp(y[i] - topSide);
         for (int i = from; i < to; i++) q[i] /= sumSide;
-        const double w = s.weight ? s.weight[n] : 1.0;
-        loss += w * s.polarityWeight * static_cast<double>((std::log(sum) + top) - (std::log(sumSide) + topSide));
+        loss += w * s.polarityWeight * static_cast<double>(logSum - (std::log(sumSide) + topSide));
       }
     }
     for (int i = 0; i < C; i++) y[i] = std::exp(y[i] - top) / sum;

@@ -23,6 +23,8 @@ export interface CompileOptions {
   shared?: boolean;
   /** Loss weight of each tree's root (Schedule.weight); the other nodes weigh 1. Default 1 (no weights sent). */
   rootWeight?: number;
+  /** Weight of the polarity term (Schedule.polarityWeight). Default 0 (none). */
+  polarityWeight?: number;
 }
 
 /** What {@link TreeTable.compile} may add to a schedule. */
@@ -31,6 +33,8 @@ export interface ScheduleOptions {
   source?: Int32Array;
   /** Loss weight of each tree's root; with 1 (the default) the schedule carries no weights. */
   rootWeight?: number;
+  /** Weight of the polarity term; with 0 (the default) the schedule has none. */
+  polarityWeight?: number;
 }
 
 /**
@@ -160,7 +164,7 @@ export class TreeTable implements TreeTableData {
    * order of gradients) a function of the trees alone.
    */
   compile(ids: ArrayLike<number>, options: ScheduleOptions = {}): CompiledSchedule {
-    const { source, rootWeight = 1 } = options;
+    const { source, rootWeight = 1, polarityWeight = 0 } = options;
     const { treeStart, height } = this;
     let n = 0;
     let levels = 1;
@@ -223,6 +227,7 @@ export class TreeTable implements TreeTableData {
     words.set(word.subarray(0, leaves));
     const schedule: CompiledSchedule = { left, right, word, label, levelStart, roots, words: sortDistinct(words) };
     if (target) schedule.target = target;
+    if (polarityWeight !== 0) schedule.polarityWeight = polarityWeight;
     if (rootWeight !== 1) {
       schedule.weight = new Float32Array(n).fill(1);
       for (const r of roots) schedule.weight[r] = rootWeight;
@@ -260,7 +265,7 @@ export function compileBatch(trees: readonly TreeNode[], vocab: Vocabulary, opti
   const byIndex: TreeNode[] = [];
   const table = TreeTable.fromTrees(trees, vocab, options, (node, i) => (byIndex[i] = node));
   const source = new Int32Array(byIndex.length);
-  const schedule = table.compile(Array.from(trees.keys()), { source, rootWeight: options.rootWeight });
+  const schedule = table.compile(Array.from(trees.keys()), { source, rootWeight: options.rootWeight, polarityWeight: options.polarityWeight });
   return { ...schedule, nodes: Array.from(source, (i) => byIndex[i]) };
 }
 

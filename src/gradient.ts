@@ -49,9 +49,8 @@ export interface LossTerms {
 
 function chunks(model: Model, trees: readonly TreeNode[], terms: LossTerms): Schedule[] {
   const { dropout, rootWeight, target, polarityWeight } = terms;
-  return [...compileChunks(trees, model.vocab, { rootWeight })].map((batch, i) => ({
+  return [...compileChunks(trees, model.vocab, { rootWeight, polarityWeight })].map((batch, i) => ({
     ...batch,
-    ...(polarityWeight && { polarityWeight }),
     ...(dropout && { dropout: { rate: dropout.rate, seed: dropout.seed + i } }),
     ...(target && { target: target(batch) }),
   }));
