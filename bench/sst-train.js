@@ -7,12 +7,18 @@
 //                           [--lr 0.01] [--adagrad-reset 1 (epochs; 0: never)] [--lambda-w 1e-3] [--lambda-v 0.3] [--lambda-ws 1e-4] [--lambda-l 1e-4]
 //                           [--patience K] [--min-count 2] [--threads N] [--dropout R] [--root-weight W] [--lr-drop-epoch 16 (0: never)] [--lr-drop-factor 0.1] [--average-from 16 (0: never)]
 //                           [--polarity-weight B (0: none)] [--teacher MODEL ... | --teachers K] [--distill-weight 0.5] [--json]
+//                           [--save-dir DIR]
 //
 // Distillation (docs/training.md): --teacher names teacher model files shared
 // by every seed; --teachers K trains, for each seed s, K default models with
 // seeds 100·s + 1 … 100·s + K first (into a temporary directory), distils the
 // seed's model from them, and counts their training in the seed's wall time:
 // the whole recipe, end to end.
+//
+// --save-dir keeps what was trained (seed-S.safetensors, and with --teachers
+// seed-S-teacher-K.safetensors), so that a later question about the same
+// runs (per-class errors, ensembles: `rntn eval --model … --json`) needs no
+// retraining.
 'use strict';
 const fs = require('node:fs');
 const os = require('node:os');
@@ -52,6 +58,7 @@ const { values } = parseArgs({
     teachers: { type: 'string' },
     'distill-weight': { type: 'string', default: '0.5' },
     sst: { type: 'string', default: SST_DIR },
+    'save-dir': { type: 'string' },
   },
 });
 requireTreebank(path.join(values.sst, 'train.txt'));
@@ -77,6 +84,8 @@ const options = {
 };
 const teachersPerSeed = values.teachers === undefined ? 0 : Number(values.teachers);
 if (teachersPerSeed > 0 && values.teacher) throw new Error('--teacher and --teachers exclude each other');
+const saveDir = values['save-dir'];
+if (saveDir) fs.mkdirSync(saveDir, { recursive: true });
 const PAPER = { allFine: 0.807, rootFine: 0.457, allBinary: 0.876, rootBinary: 0.854 };
 const KEYS = ['allFine', 'rootFine', 'allBinary', 'rootBinary'];
 const pct = (x) => (100 * x).toFixed(1);
@@ -99,12 +108,14 @@ const pct = (x) => (100 * x).toFixed(1);
         teachers.push(teacher.model);
         files.push(path.join(dir, `teacher-${k}.safetensors`));
         saveModel(teacher.model, files[k - 1]);
+        if (saveDir) fs.copyFileSync(files[k - 1], path.join(saveDir, `seed-${seed}-teacher-${k}.safetensors`));
       }
       ensemble = evaluateEnsemble(teachers, testTrees);
       distill = { weight: Number(values['distill-weight']), teachers: files };
     }
     // The teachers' files are read once, when the student's training starts.
     const result = await train(trainTrees, devTrees, { ...options, seed, distill }).finally(() => dir && fs.rmSync(dir, { recursive: true, force: true }));
+    if (saveDir) saveModel(result.model, path.join(saveDir, `seed-${seed}.safetensors`));
     const test = evaluate(result.model, testTrees);
     const best = result.records.reduce((a, r) => (r.best ? r : a), undefined);
     // The best dev epoch is a maximum over many noisy evaluations, so it also
