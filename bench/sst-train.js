@@ -7,7 +7,7 @@
 //                           [--lr 0.01] [--adagrad-reset 1 (epochs; 0: never)] [--lambda-w 1e-3] [--lambda-v 0.3] [--lambda-ws 1e-4] [--lambda-l 1e-4]
 //                           [--patience K] [--min-count 2] [--threads N] [--dropout R] [--root-weight W] [--lr-drop-epoch 16 (0: never)] [--lr-drop-factor 0.1] [--average-from 16 (0: never)]
 //                           [--polarity-weight B (0: none)] [--teacher MODEL ... | --teachers K] [--distill-weight 0.5] [--json]
-//                           [--save-dir DIR]
+//                           [--save-dir DIR] [--teachers-from DIR]
 //
 // Distillation (docs/training.md): --teacher names teacher model files shared
 // by every seed; --teachers K trains, for each seed s, K default models with
@@ -18,7 +18,10 @@
 // --save-dir keeps what was trained (seed-S.safetensors, and with --teachers
 // seed-S-teacher-K.safetensors), so that a later question about the same
 // runs (per-class errors, ensembles: `rntn eval --model … --json`) needs no
-// retraining.
+// retraining. --teachers K --teachers-from DIR takes each seed's teachers
+// from an earlier run's --save-dir instead of training them (the same
+// models: training is deterministic), to try students on the same teachers;
+// the wall time then counts the student alone.
 'use strict';
 const fs = require('node:fs');
 const os = require('node:os');
@@ -27,7 +30,7 @@ const { parseArgs } = require('node:util');
 const { lib, SST_DIR, requireTreebank } = require('./common');
 const { train, DEFAULT_TRAIN_OPTIONS } = lib('train');
 const { evaluate, evaluateEnsemble } = lib('evaluate');
-const { saveModel } = lib('model-file');
+const { saveModel, loadModel } = lib('model-file');
 const { describeBlas } = lib('native');
 const { readTrees } = lib('tree');
 
@@ -59,6 +62,7 @@ const { values } = parseArgs({
     'distill-weight': { type: 'string', default: '0.5' },
     sst: { type: 'string', default: SST_DIR },
     'save-dir': { type: 'string' },
+    'teachers-from': { type: 'string' },
   },
 });
 requireTreebank(path.join(values.sst, 'train.txt'));
@@ -85,6 +89,8 @@ const options = {
 const teachersPerSeed = values.teachers === undefined ? 0 : Number(values.teachers);
 if (teachersPerSeed > 0 && values.teacher) throw new Error('--teacher and --teachers exclude each other');
 const saveDir = values['save-dir'];
+const teachersFrom = values['teachers-from'];
+if (teachersFrom && !(teachersPerSeed > 0)) throw new Error('--teachers-from needs --teachers K');
 if (saveDir) fs.mkdirSync(saveDir, { recursive: true });
 const PAPER = { allFine: 0.807, rootFine: 0.457, allBinary: 0.876, rootBinary: 0.854 };
 const KEYS = ['allFine', 'rootFine', 'allBinary', 'rootBinary'];
@@ -100,15 +106,22 @@ const pct = (x) => (100 * x).toFixed(1);
     let ensemble;
     let dir;
     if (teachersPerSeed > 0) {
-      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rntn-teachers-'));
       const teachers = [];
       const files = [];
-      for (let k = 1; k <= teachersPerSeed; k++) {
-        const teacher = await train(trainTrees, devTrees, { ...DEFAULT_TRAIN_OPTIONS, threads: options.threads, seed: 100 * seed + k });
-        teachers.push(teacher.model);
-        files.push(path.join(dir, `teacher-${k}.safetensors`));
-        saveModel(teacher.model, files[k - 1]);
-        if (saveDir) fs.copyFileSync(files[k - 1], path.join(saveDir, `seed-${seed}-teacher-${k}.safetensors`));
+      if (teachersFrom) {
+        for (let k = 1; k <= teachersPerSeed; k++) {
+          files.push(path.join(teachersFrom, `seed-${seed}-teacher-${k}.safetensors`));
+          teachers.push(loadModel(files[k - 1]));
+        }
+      } else {
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rntn-teachers-'));
+        for (let k = 1; k <= teachersPerSeed; k++) {
+          const teacher = await train(trainTrees, devTrees, { ...DEFAULT_TRAIN_OPTIONS, threads: options.threads, seed: 100 * seed + k });
+          teachers.push(teacher.model);
+          files.push(path.join(dir, `teacher-${k}.safetensors`));
+          saveModel(teacher.model, files[k - 1]);
+          if (saveDir) fs.copyFileSync(files[k - 1], path.join(saveDir, `seed-${seed}-teacher-${k}.safetensors`));
+        }
       }
       ensemble = evaluateEnsemble(teachers, testTrees);
       distill = { weight: Number(values['distill-weight']), teachers: files };
