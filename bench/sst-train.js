@@ -6,7 +6,7 @@
 //   node bench/sst-train.js [--seeds 1,2,3] [--epochs 40] [--dim 25] [--batch 27] [--leaf identity|tanh]
 //                           [--lr 0.01] [--adagrad-reset 1 (epochs; 0: never)] [--lambda-w 1e-3] [--lambda-v 0.3] [--lambda-ws 1e-4] [--lambda-l 1e-4]
 //                           [--patience K] [--min-count 2] [--threads N] [--dropout R] [--root-weight W] [--lr-drop-epoch 16 (0: never)] [--lr-drop-factor 0.1] [--average-from 16 (0: never)]
-//                           [--polarity-weight B (0: none)] [--teacher MODEL ... | --teachers K] [--distill-weight 0.5] [--json]
+//                           [--polarity-weight B (0: none)] [--root-polarity-weight B (default: the polarity weight)] [--teacher MODEL ... | --teachers K] [--distill-weight 0.5] [--json]
 //                           [--save-dir DIR] [--teachers-from DIR]
 //
 // Distillation (docs/training.md): --teacher names teacher model files shared
@@ -55,6 +55,7 @@ const { values } = parseArgs({
     dropout: { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.dropout) },
     'root-weight': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.rootWeight) },
     'polarity-weight': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.polarityWeight ?? 0) },
+    'root-polarity-weight': { type: 'string' },
     'lr-drop-epoch': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.learningRateDrop?.epoch ?? 0) },
     'lr-drop-factor': { type: 'string', default: String(DEFAULT_TRAIN_OPTIONS.learningRateDrop?.factor ?? 0.1) },
     teacher: { type: 'string', multiple: true },
@@ -81,6 +82,7 @@ const options = {
   dropout: Number(values.dropout),
   rootWeight: Number(values['root-weight']),
   polarityWeight: Number(values['polarity-weight']),
+  rootPolarityWeight: values['root-polarity-weight'] === undefined ? DEFAULT_TRAIN_OPTIONS.rootPolarityWeight : Number(values['root-polarity-weight']),
   averageFrom: Number(values['average-from']),
   learningRateDrop: Number(values['lr-drop-epoch']) === 0 ? undefined : { epoch: Number(values['lr-drop-epoch']), factor: Number(values['lr-drop-factor']) },
   threads: values.threads === undefined ? DEFAULT_TRAIN_OPTIONS.threads : Number(values.threads),

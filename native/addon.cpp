@@ -109,16 +109,16 @@ struct ScheduleCopy {
   std::vector<int32_t> left, right, word, label, levelStart;
   std::vector<float> weight;  // empty: every node weighs 1
   std::vector<float> target;  // empty: the one-hot of each node's label
+  std::vector<float> polarity;  // empty: no polarity term
   double dropoutRate = 0;
   uint64_t dropoutSeed = 0;
-  double polarityWeight = 0;
 
   Schedule view() const {
     Schedule s{left.data(), right.data(), word.data(), label.data(), levelStart.data(), static_cast<int>(left.size()),
                static_cast<int>(levelStart.size()) - 1};
     s.dropoutRate = dropoutRate;
     s.dropoutSeed = dropoutSeed;
-    s.polarityWeight = polarityWeight;
+    s.polarity = polarity.empty() ? nullptr : polarity.data();
     s.weight = weight.empty() ? nullptr : weight.data();
     s.target = target.empty() ? nullptr : target.data();
     return s;
@@ -219,22 +219,14 @@ ScheduleCopy scheduleArg(const Napi::Value& v, const Dims& k) {
     c.dropoutRate = r;
     c.dropoutSeed = static_cast<uint64_t>(sd);
   }
-  // schedule.polarityWeight: optional, training only (rntn.h, Schedule).
-  Napi::Value polarity = o.Get("polarityWeight");
-  if (!polarity.IsUndefined()) {
-    if (!polarity.IsNumber()) throwType(env, "schedule.polarityWeight must be a number");
-    const double beta = polarity.As<Napi::Number>().DoubleValue();
-    if (!(std::isfinite(beta) && beta >= 0)) {
-      throwRange(env, "schedule.polarityWeight must be finite and non-negative, got " + std::to_string(beta));
-    }
-    if (beta > 0 && k.classes % 2 == 0) {
-      throwRange(env, "schedule.polarityWeight needs an odd number of classes (the middle one is neutral), the model has " +
-                          std::to_string(k.classes));
-    }
-    c.polarityWeight = beta;
+  // The scalar that schedule.polarity replaced (one weight for every node):
+  // rejected, because ignoring it would silently train without the term.
+  if (!o.Get("polarityWeight").IsUndefined()) {
+    throwType(env, "schedule.polarityWeight is no longer read: give schedule.polarity, a Float32Array with the term's weight at each node");
   }
-  // schedule.weight, schedule.target = Float32Array: optional, the loss weight
-  // of each node and its target distribution (rntn.h, Schedule).
+  // schedule.weight, schedule.target, schedule.polarity = Float32Array:
+  // optional, the loss weight of each node, its target distribution and its
+  // polarity term's weight (rntn.h, Schedule).
   auto copyFloats = [&](const char* key, size_t perNode, std::vector<float>& into) {
     Napi::Value value = o.Get(key);
     if (value.IsUndefined()) return;
@@ -256,6 +248,10 @@ ScheduleCopy scheduleArg(const Napi::Value& v, const Dims& k) {
   };
   copyFloats("weight", 1, c.weight);
   copyFloats("target", static_cast<size_t>(k.classes), c.target);
+  copyFloats("polarity", 1, c.polarity);
+  if (!c.polarity.empty() && k.classes % 2 == 0) {
+    throwRange(env, "schedule.polarity needs an odd number of classes (the middle one is neutral), the model has " + std::to_string(k.classes));
+  }
   return c;
 }
 

@@ -82,14 +82,16 @@ struct Schedule {
   // (= w·(y − t) when t sums to 1). The trainer's distillation mixes the
   // gold label with teacher models' probabilities through it (docs/training.md).
   const float* target = nullptr;
-  // Weight β of a polarity term (0: none). With an odd number of classes the
-  // middle one is neutral, the lower ones negative and the upper ones
-  // positive, as the paper's binary metric reads them; a node whose gold
-  // label is not neutral adds weight[n]·β·(−log Σ_{c on gold's side} y_c),
-  // whose δs is w·β·(y − q), q = y restricted to that side and renormalised.
-  // It trains the split the binary metric scores, which the 5-class loss
-  // only reaches through the single gold class (docs/training.md).
-  double polarityWeight = 0;
+  // Per-node weight β_n of a polarity term (nullptr, or 0 at a node: none
+  // there). With an odd number of classes the middle one is neutral, the
+  // lower ones negative and the upper ones positive, as the paper's binary
+  // metric reads them; a node whose gold label is not neutral adds
+  // weight[n]·β_n·(−log Σ_{c on gold's side} y_c), whose δs is
+  // w·β_n·(y − q), q = y restricted to that side and renormalised. It trains
+  // the split the binary metric scores, which the 5-class loss only reaches
+  // through the single gold class; the trainer sets one β on roots and one on
+  // the other nodes (docs/training.md).
+  const float* polarity = nullptr;
 };
 
 // Whether unit `index` of a schedule keeps its value under dropout: a
@@ -539,7 +541,7 @@ double forwardBackwardPrepared(const Dims& k, const T* params, const T* VsWt, T*
   }
   gemm(true, false, C, N, d, T(1), Ws, d, Xc, d, T(0), Y, C);
   const int neutral = C / 2;  // the polarity term's middle class (C odd; the addon checks)
-  T* P = s.polarityWeight > 0 ? Workspace<T>::sized(w.P, static_cast<size_t>(C) * N) : nullptr;
+  T* P = s.polarity ? Workspace<T>::sized(w.P, static_cast<size_t>(C) * N) : nullptr;
   double loss = 0;
   for (int n = 0; n < N; n++) {
     T* y = Y + static_cast<size_t>(n) * C;
@@ -561,7 +563,7 @@ double forwardBackwardPrepared(const Dims& k, const T* params, const T* VsWt, T*
       } else {
         loss += w * static_cast<double>(logSum - y[label]);
       }
-      if (P && label != neutral) {
+      if (P && label != neutral && s.polarity[n] > 0) {
         // Polarity: −log Σ_{c∈S} y_c = log Σ e^{s_i} − log Σ_{c∈S} e^{s_c}, each sum taken
         // from its own top so that q stays exact when the whole side underflows in y.
         // q is read back only at such nodes (the backward pass below).
@@ -572,7 +574,7 @@ double forwardBackwardPrepared(const Dims& k, const T* params, const T* VsWt, T*
         for (int i = from; i < to; i++) topSide = std::max(topSide, y[i]);
         for (int i = from; i < to; i++) sumSide += q[i] = std::exp(y[i] - topSide);
         for (int i = from; i < to; i++) q[i] /= sumSide;
-        loss += w * s.polarityWeight * static_cast<double>(logSum - (std::log(sumSide) + topSide));
+        loss += w * s.polarity[n] * static_cast<double>(logSum - (std::log(sumSide) + topSide));
       }
     }
     for (int i = 0; i < C; i++) y[i] = std::exp(y[i] - top) / sum;
@@ -587,11 +589,11 @@ double forwardBackwardPrepared(const Dims& k, const T* params, const T* VsWt, T*
       std::fill_n(y, C, T(0));
     } else {
       // The polarity term's δs, β·(y − q), is taken first (into q's place): it needs y itself.
-      // Neutral nodes have no polarity term.
+      // Neutral nodes have no polarity term, nor nodes where its weight is 0.
       const int label = s.label[n];
-      T* polarity = P && label != neutral ? P + static_cast<size_t>(n) * C : nullptr;
+      T* polarity = P && label != neutral && s.polarity[n] > 0 ? P + static_cast<size_t>(n) * C : nullptr;
       if (polarity) {
-        const T beta = T(s.polarityWeight);
+        const T beta = T(s.polarity[n]);
         for (int i = 0; i < C; i++) polarity[i] = beta * (y[i] - polarity[i]);
       }
       if (s.target) {

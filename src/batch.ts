@@ -16,25 +16,27 @@ export interface CompiledBatch extends CompiledSchedule {
   nodes: TreeNode[];
 }
 
-export interface CompileOptions {
+/** How much each node's loss terms weigh, as {@link TreeTable.compile} writes them into a schedule. */
+export interface LossWeights {
+  /** Loss weight of each tree's root (Schedule.weight); the other nodes weigh 1. Default 1 (no weights sent). */
+  rootWeight?: number;
+  /** Weight of the polarity term at every node (Schedule.polarity). Default 0. */
+  polarityWeight?: number;
+  /** Weight of the polarity term at each tree's root instead. Default: polarityWeight. With both 0, no polarity is sent. */
+  rootPolarityWeight?: number;
+}
+
+export interface CompileOptions extends LossWeights {
   /** Send gold labels to the native core (default). Without them no node has a loss. */
   labels?: boolean;
   /** Allocate the table in SharedArrayBuffers, so worker threads can read it without a copy. */
   shared?: boolean;
-  /** Loss weight of each tree's root (Schedule.weight); the other nodes weigh 1. Default 1 (no weights sent). */
-  rootWeight?: number;
-  /** Weight of the polarity term (Schedule.polarityWeight). Default 0 (none). */
-  polarityWeight?: number;
 }
 
 /** What {@link TreeTable.compile} may add to a schedule. */
-export interface ScheduleOptions {
+export interface ScheduleOptions extends LossWeights {
   /** Receives the table index behind each schedule slot. */
   source?: Int32Array;
-  /** Loss weight of each tree's root; with 1 (the default) the schedule carries no weights. */
-  rootWeight?: number;
-  /** Weight of the polarity term; with 0 (the default) the schedule has none. */
-  polarityWeight?: number;
 }
 
 /**
@@ -164,7 +166,7 @@ export class TreeTable implements TreeTableData {
    * order of gradients) a function of the trees alone.
    */
   compile(ids: ArrayLike<number>, options: ScheduleOptions = {}): CompiledSchedule {
-    const { source, rootWeight = 1, polarityWeight = 0 } = options;
+    const { source, rootWeight = 1, polarityWeight = 0, rootPolarityWeight = polarityWeight } = options;
     const { treeStart, height } = this;
     let n = 0;
     let levels = 1;
@@ -227,7 +229,10 @@ export class TreeTable implements TreeTableData {
     words.set(word.subarray(0, leaves));
     const schedule: CompiledSchedule = { left, right, word, label, levelStart, roots, words: sortDistinct(words) };
     if (target) schedule.target = target;
-    if (polarityWeight !== 0) schedule.polarityWeight = polarityWeight;
+    if (polarityWeight !== 0 || rootPolarityWeight !== 0) {
+      schedule.polarity = new Float32Array(n).fill(polarityWeight);
+      for (const r of roots) schedule.polarity[r] = rootPolarityWeight;
+    }
     if (rootWeight !== 1) {
       schedule.weight = new Float32Array(n).fill(1);
       for (const r of roots) schedule.weight[r] = rootWeight;
@@ -265,7 +270,8 @@ export function compileBatch(trees: readonly TreeNode[], vocab: Vocabulary, opti
   const byIndex: TreeNode[] = [];
   const table = TreeTable.fromTrees(trees, vocab, options, (node, i) => (byIndex[i] = node));
   const source = new Int32Array(byIndex.length);
-  const schedule = table.compile(Array.from(trees.keys()), { source, rootWeight: options.rootWeight, polarityWeight: options.polarityWeight });
+  const { rootWeight, polarityWeight, rootPolarityWeight } = options;
+  const schedule = table.compile(Array.from(trees.keys()), { source, rootWeight, polarityWeight, rootPolarityWeight });
   return { ...schedule, nodes: Array.from(source, (i) => byIndex[i]) };
 }
 

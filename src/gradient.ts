@@ -1,4 +1,4 @@
-import { compileChunks, type CompiledBatch } from './batch';
+import { compileChunks, type CompiledBatch, type LossWeights } from './batch';
 import type { FloatArray, Model, TensorName } from './model';
 import { TENSOR_NAMES } from './model';
 import { Random } from './random';
@@ -37,19 +37,16 @@ export function lossAndGradient(model: Model, trees: readonly TreeNode[], precis
 export type Dropout = { rate: number; seed: number };
 
 /** The training-time terms of the loss, beyond the plain sum over labelled nodes. */
-export interface LossTerms {
+/** The terms of the loss beyond the paper's; the root and polarity weights as TreeTable.compile takes them. */
+export interface LossTerms extends LossWeights {
   dropout?: Dropout;
-  /** Loss weight of each tree's root (Schedule.weight); other nodes weigh 1. */
-  rootWeight?: number;
   /** The target distributions of a compiled chunk's nodes (Schedule.target); default the one-hot labels. */
   target?: (batch: CompiledBatch) => Float32Array;
-  /** Weight of the polarity term (Schedule.polarityWeight); default 0. */
-  polarityWeight?: number;
 }
 
 function chunks(model: Model, trees: readonly TreeNode[], terms: LossTerms): Schedule[] {
-  const { dropout, rootWeight, target, polarityWeight } = terms;
-  return [...compileChunks(trees, model.vocab, { rootWeight, polarityWeight })].map((batch, i) => ({
+  const { dropout, target, rootWeight, polarityWeight, rootPolarityWeight } = terms;
+  return [...compileChunks(trees, model.vocab, { rootWeight, polarityWeight, rootPolarityWeight })].map((batch, i) => ({
     ...batch,
     ...(dropout && { dropout: { rate: dropout.rate, seed: dropout.seed + i } }),
     ...(target && { target: target(batch) }),

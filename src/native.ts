@@ -49,12 +49,14 @@ export interface Schedule {
    */
   target?: Float32Array;
   /**
-   * Weight β of the polarity term (default 0: none), for an odd number of
-   * classes: a node whose gold label is not the middle (neutral) class adds
-   * β·weight[n]·(−log Σ y_c over the classes on its label's side), the split
-   * the binary metric scores (docs/training.md).
+   * The polarity term's weight β_n at each node (absent, or 0 at a node:
+   * none there), for an odd number of classes: a node whose gold label is
+   * not the middle (neutral) class adds β_n·weight[n]·(−log Σ y_c over the
+   * classes on its label's side), the split the binary metric scores. Finite
+   * and non-negative; the trainer sets one weight on roots and one on the
+   * other nodes (docs/training.md).
    */
-  polarityWeight?: number;
+  polarity?: Float32Array;
 }
 
 /** Native scratch memory plus the math. One per thread; reuse it across calls. */

@@ -52,7 +52,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { TreeTableData } from './batch';
+import type { LossWeights, TreeTableData } from './batch';
 import { ParameterLayout } from './model';
 import { native, weightGradientInputSize, weightGradientParts, type NativeDims, type Schedule } from './native';
 
@@ -159,10 +159,8 @@ export interface WorkerInit {
   dims: NativeDims;
   update: UpdateConfig;
   channel: BatchChannel;
-  /** Loss weight of each tree's root in the shards' schedules (TreeTable.compile's default when absent). */
-  rootWeight?: number;
-  /** Schedule.polarityWeight of the shards' schedules (0 or absent: none). */
-  polarityWeight?: number;
+  /** What the shards' schedules weigh (TreeTable.compile's defaults when absent). */
+  lossWeights: LossWeights;
   /** How long a wait spins before it sleeps (waitWhileEqual): 0 when the workers outnumber the cores. */
   spinMs: number;
 }
@@ -190,10 +188,8 @@ export interface PoolOptions {
   update: UpdateConfig;
   /** The most trees a batch may hold (default: the whole table); sizes each shard's deferred buffer. */
   batchSize?: number;
-  /** Loss weight of each tree's root (default 1: the paper's loss). */
-  rootWeight?: number;
-  /** Weight of the polarity term (Schedule.polarityWeight; default 0: none). */
-  polarityWeight?: number;
+  /** Root weight and polarity weights of the shards' schedules (default: TreeTable.compile's, the paper's loss). */
+  lossWeights?: LossWeights;
   /** The worker's script; tests substitute one that fails. */
   workerScript?: string;
 }
@@ -296,8 +292,7 @@ export class TrainingPool {
         dims: options.dims,
         update: options.update,
         channel: this.channel,
-        rootWeight: options.rootWeight,
-        polarityWeight: options.polarityWeight,
+        lossWeights: options.lossWeights ?? {},
         // A spinning worker would hold a core another worker needs.
         spinMs: workers <= os.availableParallelism() ? SPIN_MS : 0,
       };

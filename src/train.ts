@@ -116,6 +116,12 @@ export interface TrainOptions {
    */
   polarityWeight?: number;
   /**
+   * The polarity term's weight at each sentence's root instead of
+   * `polarityWeight` (absent: the same), so that it can train the sentences'
+   * polarity without the phrases' (docs/training.md).
+   */
+  rootPolarityWeight?: number;
+  /**
    * Knowledge distillation: every labelled training node's loss aims at
    * (1 − weight)·onehot(gold) + weight·p̄, p̄ the mean class probabilities of
    * the teacher models (files, read once at the start; a checkpoint keeps
@@ -340,9 +346,12 @@ export async function train(
   const rootWeight = options.rootWeight ?? 1;
   if (!(Number.isFinite(rootWeight) && rootWeight >= 0)) throw new RangeError(`rootWeight must be a finite number >= 0, got ${rootWeight}`);
   const polarityWeight = options.polarityWeight ?? 0;
-  if (!(Number.isFinite(polarityWeight) && polarityWeight >= 0)) throw new RangeError(`polarityWeight must be a finite number >= 0, got ${polarityWeight}`);
-  if (polarityWeight > 0 && model.config.classes % 2 === 0) {
-    throw new RangeError(`polarityWeight needs an odd number of classes (the middle one is neutral), the model has ${model.config.classes}`);
+  const rootPolarityWeight = options.rootPolarityWeight ?? polarityWeight;
+  for (const [name, value] of [['polarityWeight', polarityWeight], ['rootPolarityWeight', rootPolarityWeight]] as const) {
+    if (!(Number.isFinite(value) && value >= 0)) throw new RangeError(`${name} must be a finite number >= 0, got ${value}`);
+    if (value > 0 && model.config.classes % 2 === 0) {
+      throw new RangeError(`${name} needs an odd number of classes (the middle one is neutral), the model has ${model.config.classes}`);
+    }
   }
   const averageFrom = options.averageFrom ?? 0;
   if (!(Number.isInteger(averageFrom) && averageFrom >= 0)) throw new RangeError(`averageFrom must be an integer >= 0, got ${averageFrom}`);
@@ -389,8 +398,7 @@ export async function train(
     dims: nativeDims(model),
     update,
     batchSize: options.batchSize,
-    rootWeight,
-    polarityWeight,
+    lossWeights: { rootWeight, polarityWeight, rootPolarityWeight },
   });
   try {
     training: while (state.epoch < options.epochs) {

@@ -82,10 +82,7 @@ for (let n = 1; ; n++) {
     if (s >= S) break;
     if (start(s + 1) > start(s)) {
       mine.push(s);
-      const compiled = table.compile(trees.subarray(slot * batchSize + start(s), slot * batchSize + start(s + 1)), {
-        rootWeight: init.rootWeight,
-        polarityWeight: init.polarityWeight,
-      });
+      const compiled = table.compile(trees.subarray(slot * batchSize + start(s), slot * batchSize + start(s + 1)), init.lossWeights);
       const mask = 2 * (slot * S + s); // the shard's [rate, seed] in `dropout`
       const schedule: Schedule = dropout[mask] > 0 ? { ...compiled, dropout: { rate: dropout[mask], seed: dropout[mask + 1] } } : compiled;
       const [loss] = workspace.forwardBackwardShards(init.params, [init.grads[s]], init.dims, [schedule], [init.deferred[s]], init.prepared);

@@ -107,7 +107,7 @@ describe('finite-difference gradient check (float64)', () => {
   }
 
   for (const leaf of ['identity', 'tanh'] as const) {
-    it(`polarity term (β 0.7, with root weight 2 and targets), d = 4, leaf = ${leaf}: every group within 1e-6, the loss is −log of the gold side`, () => {
+    it(`polarity term (β 0.75; at roots only; with root weight 2 and targets), d = 4, leaf = ${leaf}: every group within 1e-6, the loss is −log of the gold side`, () => {
       const trees = randomTrees(53, 6, [...WORDS, 'unseen']);
       const model = perturbedModel(new Vocabulary(WORDS), 4, leaf, 17);
       const C = model.config.classes;
@@ -115,21 +115,33 @@ describe('finite-difference gradient check (float64)', () => {
       expect(new Set(batch.label)).toEqual(new Set([0, 1, 2, 3, 4])); // both sides and neutral nodes present
       const rng = new Random(9);
       const t = Float32Array.from({ length: C * batch.left.length }, () => rng.symmetric(0.5) + 0.5);
-      for (const terms of [{ polarityWeight: 0.7 }, { polarityWeight: 0.7, rootWeight: 2, target: () => t }]) {
+      // Weights exact in float32: the schedule carries them per node as float32, like Schedule.weight.
+      const cases = [
+        { polarityWeight: 0.75 },
+        { polarityWeight: 0, rootPolarityWeight: 1.25 },
+        { polarityWeight: 0.75, rootPolarityWeight: 1.25, rootWeight: 2, target: () => t },
+      ];
+      for (const terms of cases) {
         for (const c of gradientCheck(model, trees, { samples: 400, ...terms })) {
           expect(c.relativeError, `${c.group} ${Object.keys(terms)}: ${JSON.stringify(c)}`).toBeLessThanOrEqual(1e-6);
         }
       }
       const probs = new Float64Array(C * batch.left.length);
       createWorkspace().forward(Float64Array.from(model.params), nativeDims(model), batch, probs);
-      let polarity = 0;
+      const isRoot = new Set(batch.roots);
+      let phrases = 0;
+      let roots = 0;
       batch.label.forEach((label, n) => {
         if (label < 0 || label === 2) return;
         const side = label < 2 ? probs[n * C] + probs[n * C + 1] : probs[n * C + 3] + probs[n * C + 4];
-        polarity -= Math.log(side);
+        if (isRoot.has(n)) roots -= Math.log(side);
+        else phrases -= Math.log(side);
       });
+      expect(roots).toBeGreaterThan(0);
       const plain = lossAndGradient(model, trees, 'float64');
-      expect(lossAndGradient(model, trees, 'float64', { polarityWeight: 0.7 }).loss).toBeCloseTo(plain.loss + 0.7 * polarity, 8);
+      expect(lossAndGradient(model, trees, 'float64', { polarityWeight: 0.75 }).loss).toBeCloseTo(plain.loss + 0.75 * (phrases + roots), 8);
+      expect(lossAndGradient(model, trees, 'float64', { polarityWeight: 0.75, rootPolarityWeight: 1.25 }).loss).toBeCloseTo(plain.loss + 0.75 * phrases + 1.25 * roots, 8);
+      expect(lossAndGradient(model, trees, 'float64', { polarityWeight: 0, rootPolarityWeight: 1.25 }).loss).toBeCloseTo(plain.loss + 1.25 * roots, 8);
       // β = 0 is no term at all, to the bit.
       const zero = lossAndGradient(model, trees, 'float64', { polarityWeight: 0 });
       expect(zero.loss).toBe(plain.loss);

@@ -194,14 +194,20 @@ describe('the native boundary rejects bad arguments with a JavaScript error', ()
     ['dropout seed negative', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), dropout: { rate: 0.5, seed: -1 } }), /seed must be an integer/],
     ['dropout seed fractional', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), dropout: { rate: 0.5, seed: 1.5 } }), /seed must be an integer/],
     ['dropout seed a string', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), dropout: { rate: 0.5, seed: '1' as any } }), /must be numbers/],
-    ['polarityWeight a string', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), polarityWeight: '1' as any }), /schedule.polarityWeight must be a number/],
-    ['polarityWeight negative', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), polarityWeight: -0.5 }), /polarityWeight must be finite and non-negative, got -0.5/],
-    ['polarityWeight NaN', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), polarityWeight: NaN }), /polarityWeight must be finite and non-negative/],
-    ['polarityWeight infinite', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), polarityWeight: Infinity }), /polarityWeight must be finite and non-negative/],
-    ['polarityWeight with an even class count', () => {
+    ['the old scalar polarityWeight', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), polarityWeight: 1 } as any), /schedule.polarityWeight is no longer read: give schedule.polarity/],
+    ['polarity not a typed array', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), polarity: 1 as any }), /schedule.polarity must be a typed array/],
+    ['polarity of the wrong length', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), polarity: new Float32Array(3) }), /schedule.polarity must have one entry per node \(\d+\), got 3/],
+    ['polarity negative', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), polarity: new Float32Array(batch.left.length).fill(-0.5) }), /polarity\[0\] must be finite and non-negative, got -0.5/],
+    ['polarity NaN', () => {
+      const polarity = new Float32Array(batch.left.length);
+      polarity[2] = NaN;
+      return ws.forwardBackward(model.params, grad(), dims, { ...schedule(), polarity });
+    }, /polarity\[2\] must be finite and non-negative/],
+    ['polarity infinite', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), polarity: new Float32Array(batch.left.length).fill(Infinity) }), /must be finite and non-negative/],
+    ['polarity with an even class count', () => {
       const six = Model.create(vocab, { dim: 4, seed: 1, classes: 6 });
-      return ws.forwardBackward(six.params, new Float32Array(six.params.length), nativeDims(six), { ...schedule(), polarityWeight: 1 });
-    }, /needs an odd number of classes \(the middle one is neutral\), the model has 6/],
+      return ws.forwardBackward(six.params, new Float32Array(six.params.length), nativeDims(six), { ...schedule(), polarity: new Float32Array(batch.left.length).fill(1) });
+    }, /schedule.polarity needs an odd number of classes \(the middle one is neutral\), the model has 6/],
     ['weight not a typed array', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight: [1, 1] as any }), /schedule.weight must be a typed array/],
     ['weight a Float64Array', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight: new Float64Array(batch.left.length) as any }), /schedule.weight must be a Float32Array/],
     ['weight of the wrong length', () => ws.forwardBackward(model.params, grad(), dims, { ...schedule(), weight: new Float32Array(2) }), /must have one entry per node \(\d+\), got 2/],

@@ -17,8 +17,8 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const data = syntheticSplits(4);
 // Dropout on: its masks must not depend on the thread count either; roots weighted, so the workers' schedules carry
-// weights; the polarity term on, so they carry its weight too.
-const options: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS, dim: 6, batchSize: 13, epochs: 3, seed: 2, shards: 4, dropout: 0.3, rootWeight: 2, polarityWeight: 0.5 };
+// weights; the polarity term on, with another weight at the roots, so they carry its weights too.
+const options: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS, dim: 6, batchSize: 13, epochs: 3, seed: 2, shards: 4, dropout: 0.3, rootWeight: 2, polarityWeight: 0.5, rootPolarityWeight: 1.5 };
 
 describe('multi-threaded training', () => {
   it('gives byte-identical models for 1, 2, 3 and 4 threads', async () => {

@@ -14,7 +14,7 @@ const data = syntheticSplits(3);
 const trainTrees = data.train.slice(0, 150);
 const devTrees = data.dev.slice(0, 40);
 // With dropout and weighted roots, so that determinism and resumption cover them too.
-const small: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS, dim: 6, batchSize: 10, epochs: 4, seed: 5, dropout: 0.3, rootWeight: 2, polarityWeight: 0.5 };
+const small: TrainOptions = { ...DEFAULT_TRAIN_OPTIONS, dim: 6, batchSize: 10, epochs: 4, seed: 5, dropout: 0.3, rootWeight: 2, polarityWeight: 0.5, rootPolarityWeight: 1.5 };
 
 describe('AdaGrad', () => {
   it('adds λθ to the scaled gradient, divides by √(Σg²) + ε, and zeroes the gradient', () => {
@@ -93,7 +93,8 @@ describe('train', () => {
   });
 
   it('adds the polarity term by polarityWeight; 0 and absent are the plain loss', async () => {
-    const run = (polarityWeight: number | undefined) => train(trainTrees, undefined, { ...small, epochs: 1, dropout: 0, polarityWeight, threads: 1 });
+    const run = (polarityWeight: number | undefined) =>
+      train(trainTrees, undefined, { ...small, epochs: 1, dropout: 0, polarityWeight, rootPolarityWeight: undefined, threads: 1 });
     const [half, zero, absent] = await Promise.all([run(0.5), run(0), run(undefined)]);
     expect(encodeModel(half.model).equals(encodeModel(absent.model))).toBe(false);
     expect(half.records[0].loss).toBeGreaterThan(absent.records[0].loss); // the term adds to the loss
@@ -102,6 +103,19 @@ describe('train', () => {
     await expect(run(-1)).rejects.toThrow(/polarityWeight must be a finite number >= 0, got -1/);
     await expect(run(Infinity)).rejects.toThrow(/polarityWeight must be a finite number >= 0/);
     await expect(train(trainTrees, undefined, { ...small, classes: 6, epochs: 1 })).rejects.toThrow(/polarityWeight needs an odd number of classes .* has 6/);
+  });
+
+  it('weighs the polarity term at the roots by rootPolarityWeight; absent is polarityWeight', async () => {
+    const run = (polarityWeight: number, rootPolarityWeight: number | undefined) =>
+      train(trainTrees, undefined, { ...small, epochs: 1, dropout: 0, polarityWeight, rootPolarityWeight, threads: 1 });
+    const [same, absent, rootsOnly, none] = await Promise.all([run(0.5, 0.5), run(0.5, undefined), run(0, 2), run(0, 0)]);
+    expect(same.model.params).toEqual(absent.model.params);
+    expect(rootsOnly.model.params).not.toEqual(none.model.params);
+    expect(rootsOnly.records[0].loss).toBeGreaterThan(none.records[0].loss);
+    await expect(run(0, -1)).rejects.toThrow(/rootPolarityWeight must be a finite number >= 0, got -1/);
+    await expect(train(trainTrees, undefined, { ...small, classes: 6, epochs: 1, polarityWeight: 0, rootPolarityWeight: 1 })).rejects.toThrow(
+      /rootPolarityWeight needs an odd number of classes .* has 6/,
+    );
   });
 
   it('resumes from an epoch checkpoint to the same bytes as an uninterrupted run', async () => {
