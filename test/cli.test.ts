@@ -227,6 +227,9 @@ describe('rntn train, eval and predict', () => {
     const polarityWeight = rntn('train', '--polarity-weight', 'x');
     expect(polarityWeight.status).not.toBe(0);
     expect(polarityWeight.stderr).toMatch(/--polarity-weight.*non-negative number/);
+    const rootPolarityWeight = rntn('train', '--root-polarity-weight', '-1');
+    expect(rootPolarityWeight.status).not.toBe(0);
+    expect(rootPolarityWeight.stderr).toMatch(/--root-polarity-weight.*non-negative number/);
     const distillWeight = rntn('train', '--distill-weight', '1.5');
     expect(distillWeight.status).not.toBe(0);
     expect(distillWeight.stderr).toMatch(/--distill-weight.*number in \[0, 1\]/);
