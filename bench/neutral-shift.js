@@ -7,7 +7,7 @@
 // per-class recall at the roots. docs/training.md, "The polarity term,
 // looked at again", has what it showed.
 //
-//   node bench/neutral-shift.js MODEL... [--deltas -0.6,0,0.6] [--sst DIR]
+//   node bench/neutral-shift.js MODEL... [--deltas=-0.6,0,0.6] [--sst DIR]   (with "=": the list may start with a minus)
 'use strict';
 const path = require('node:path');
 const { parseArgs } = require('node:util');
@@ -23,7 +23,7 @@ const { values, positionals } = parseArgs({
     sst: { type: 'string', default: SST_DIR },
   },
 });
-if (positionals.length === 0) throw new Error('usage: node bench/neutral-shift.js MODEL... [--deltas -0.6,0,0.6]');
+if (positionals.length === 0) throw new Error('usage: node bench/neutral-shift.js MODEL... [--deltas=-0.6,0,0.6]');
 const deltas = values.deltas.split(',').map(Number);
 if (deltas.some((d) => !Number.isFinite(d))) throw new Error(`--deltas must be numbers separated by commas, got ${values.deltas}`);
 requireTreebank(path.join(values.sst, 'dev.txt'));
