@@ -171,7 +171,7 @@ export function buildProgram(): Command {
     .option('--dropout <rate>', "dropout on the classifier's input while training (0: none)", dropoutRate, d.dropout)
     .option('--root-weight <w>', "loss weight of each sentence's root (1: every node alike, as in the paper)", nonNegativeNumber, d.rootWeight)
     .option('--polarity-weight <w>', "weight of a loss term on each non-neutral node's side, negative or positive (0: none)", nonNegativeNumber, d.polarityWeight ?? 0)
-    .option('--root-polarity-weight <w>', "that term's weight at each sentence's root instead (default: --polarity-weight's)", nonNegativeNumber, d.rootPolarityWeight)
+    .option('--root-polarity-weight <w>', "that term's weight at each sentence's root, instead of --polarity-weight's", nonNegativeNumber, d.rootPolarityWeight ?? d.polarityWeight ?? 0)
     .option('--average-from <n>', 'from this epoch on, score, keep and write the mean of the parameters since it (0: never)', nonNegativeInt, d.averageFrom ?? 0)
     .option('--teacher <model>', "distil: each node's loss aims at a mix of its gold label and this model's class probabilities; repeat it for an ensemble's mean", collect)
     .option('--distill-weight <w>', "the teachers' share of each node's target (with --teacher)", fraction, DEFAULT_DISTILL_WEIGHT)
@@ -217,7 +217,7 @@ export function buildProgram(): Command {
           averageFrom: opts.averageFrom,
           // Absent when 0, like distill: the model file records the options of the loss that was trained.
           polarityWeight: opts.polarityWeight > 0 ? opts.polarityWeight : undefined,
-          rootPolarityWeight: opts.rootPolarityWeight,
+          rootPolarityWeight: opts.rootPolarityWeight !== opts.polarityWeight ? opts.rootPolarityWeight : undefined,
           distill: opts.teacher ? { weight: opts.distillWeight, teachers: opts.teacher } : undefined,
           seed: opts.seed,
           minCount: opts.minCount,
@@ -343,7 +343,7 @@ interface TrainFlags {
   rootWeight: number;
   averageFrom: number;
   polarityWeight: number;
-  rootPolarityWeight?: number;
+  rootPolarityWeight: number;
   teacher?: string[];
   distillWeight: number;
   leaf: LeafActivation;
