@@ -36,7 +36,6 @@ export function lossAndGradient(model: Model, trees: readonly TreeNode[], precis
 /** Dropout on the classifier's input with a fixed mask (Schedule.dropout): chunk i of the trees uses seed + i. */
 export type Dropout = { rate: number; seed: number };
 
-/** The training-time terms of the loss, beyond the plain sum over labelled nodes. */
 /** The terms of the loss beyond the paper's; the root and polarity weights as TreeTable.compile takes them. */
 export interface LossTerms extends LossWeights {
   dropout?: Dropout;

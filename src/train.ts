@@ -110,9 +110,9 @@ export interface TrainOptions {
    * Weight β of the polarity term (0: none): each labelled training node
    * whose gold class is not neutral adds β·(−log Σ y_c over the classes on
    * its side), the split the paper's binary metric scores. Needs an odd
-   * number of classes. DEFAULT_TRAIN_OPTIONS sets 1; absent means 0, so
-   * checkpoints from before the option existed resume with the loss they
-   * were trained on.
+   * number of classes. Absent means 0, so checkpoints from before the
+   * option existed resume with the loss they were trained on;
+   * DEFAULT_TRAIN_OPTIONS sets 0 here and 1 at the roots (rootPolarityWeight).
    */
   polarityWeight?: number;
   /**
