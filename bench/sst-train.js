@@ -6,7 +6,7 @@
 //   node bench/sst-train.js [--seeds 1,2,3] [--epochs 40] [--dim 25] [--batch 27] [--leaf identity|tanh]
 //                           [--lr 0.01] [--adagrad-reset 1 (epochs; 0: never)] [--lambda-w 1e-3] [--lambda-v 0.3] [--lambda-ws 1e-4] [--lambda-l 1e-4]
 //                           [--patience K] [--min-count 2] [--threads N] [--dropout R] [--root-weight W] [--lr-drop-epoch 16 (0: never)] [--lr-drop-factor 0.1] [--average-from 16 (0: never)]
-//                           [--polarity-weight B (0: none)] [--root-polarity-weight B (default: the polarity weight)] [--teacher MODEL ... | --teachers K] [--distill-weight 0.5] [--json]
+//                           [--polarity-weight B (0: none)] [--root-polarity-weight B (default 1, the library default)] [--teacher MODEL ... | --teachers K] [--distill-weight 0.5] [--json]
 //                           [--save-dir DIR] [--teachers-from DIR]
 //
 // Distillation (docs/training.md): --teacher names teacher model files shared

@@ -4,10 +4,10 @@
  * loss, confusion matrices and per-class precision/recall/F1 that show *where*
  * a model falls short of those numbers.
  */
-import { compileChunks } from './batch';
+import { compileChunks, TreeTable } from './batch';
 import type { Model } from './model';
 import { assertFiniteProbabilities, createWorkspace, nativeDims } from './native';
-import { ensembleClasses } from './predict';
+import { ensembleClasses, ensembleProbabilities } from './predict';
 import type { TreeNode } from './tree';
 
 /**
@@ -189,20 +189,11 @@ export function evaluate(model: Model, trees: readonly TreeNode[]): Metrics {
 export function evaluateEnsemble(models: readonly Model[], trees: readonly TreeNode[]): Metrics {
   const C = ensembleClasses(models);
   if (models.length === 1) return evaluate(models[0], trees);
-  const parts = models.map((m) => nodeProbabilities(m, trees));
-  // The schedules order nodes by the trees' shapes alone, so node n is the same node for every model.
-  const { gold, isRoot } = parts[0];
-  for (const part of parts) {
-    if (part.gold.length !== gold.length || part.gold.some((g, n) => g !== gold[n] || part.isRoot[n] !== isRoot[n])) {
-      throw new Error('internal error: the models compiled the trees into different node orders');
-    }
-  }
-  const probs = new Float32Array(parts[0].probs.length);
-  for (let i = 0; i < probs.length; i++) {
-    let sum = 0;
-    for (const part of parts) sum += part.probs[i];
-    probs[i] = sum / parts.length;
-  }
+  const probs = Float32Array.from(ensembleProbabilities(models, trees));
+  // Its rows are the trees' table rows, whose gold labels any model's table gives; each tree's root is its last row.
+  const { label: gold, treeStart } = TreeTable.fromTrees(trees, models[0].vocab);
+  const isRoot = new Uint8Array(gold.length);
+  for (let t = 0; t < trees.length; t++) isRoot[treeStart[t + 1] - 1] = 1;
   let lossSum = 0;
   for (let n = 0; n < gold.length; n++) if (gold[n] >= 0) lossSum -= Math.log(Math.max(probs[n * C + gold[n]], Number.MIN_VALUE));
   return computeMetrics({ classes: C, gold, probs, isRoot, lossSum });

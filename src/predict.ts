@@ -48,31 +48,29 @@ export function predict(model: Model, trees: readonly TreeNode[]): TreePredictio
  * the most probable class of the average. One model: exactly `predict`.
  */
 export function predictEnsemble(models: readonly Model[], trees: readonly TreeNode[]): TreePrediction[] {
-  ensembleClasses(models);
-  const [first, ...rest] = models.map((m) => predict(m, trees));
-  if (rest.length === 0) return first;
-  // predict shares one node map among the trees of a native call: average each map once.
-  const averaged = new Map<Map<TreeNode, NodePrediction>, Map<TreeNode, NodePrediction>>();
-  return first.map((p, t) => {
-    let nodes = averaged.get(p.nodes);
-    if (!nodes) {
-      nodes = new Map();
-      for (const [node, { probs }] of p.nodes) {
-        const mean = probs.map((x, c) => rest.reduce((sum, other) => sum + other[t].nodes.get(node)!.probs[c], x) / models.length);
-        nodes.set(node, { label: argmax(mean), probs: mean });
-      }
-      averaged.set(p.nodes, nodes);
+  const C = ensembleClasses(models);
+  if (models.length === 1) return predict(models[0], trees);
+  const mean = ensembleProbabilities(models, trees);
+  // Its rows are the trees' table rows; any vocabulary gives the same ones.
+  const rows: TreeNode[] = [];
+  const { treeStart } = TreeTable.fromTrees(trees, models[0].vocab, { labels: false }, (node, i) => (rows[i] = node));
+  return trees.map((tree, t) => {
+    const nodes = new Map<TreeNode, NodePrediction>();
+    for (let i = treeStart[t]; i < treeStart[t + 1]; i++) {
+      const probs = Array.from(mean.subarray(i * C, (i + 1) * C));
+      nodes.set(rows[i], { label: argmax(probs), probs });
     }
-    return { tree: p.tree, nodes };
+    return { tree, nodes };
   });
 }
 
 /**
  * The ensemble's mean class probabilities of every node of `trees`, in the
  * order of their tree table (`TreeTable.fromTrees`: tree after tree, each in
- * post-order): `classes` values a node, summed in model order in float64.
- * Typed arrays throughout, for whole training sets (distillation's teachers,
- * src/train.ts); `predictEnsemble` gives the same numbers keyed by node.
+ * post-order, the root last): `classes` values a node, summed in model order
+ * in float64. Typed arrays throughout, for whole training sets
+ * (distillation's teachers, src/train.ts); `predictEnsemble` and
+ * `evaluateEnsemble` read their averages from it.
  */
 export function ensembleProbabilities(models: readonly Model[], trees: readonly TreeNode[]): Float64Array {
   const C = ensembleClasses(models);
