@@ -43,7 +43,7 @@
  *   waits, against the pool before it (every shard's whole gradient by its
  *   owner, waits asleep): 2 threads a median 1.12x over 8 pairs (0.94-1.48)
  *   and 1.04x over 16 more, interleaved in one process (0.83-1.35; 10 of
- *   the 16 faster). README, Performance, has the rest.
+ *   the 16 faster). docs/performance.md has the rest.
  *
  * Parameters, AdaGrad's history, gradient buffers, the shards' deferred
  * weight-gradient inputs, each shard's touched words and losses are
@@ -84,7 +84,7 @@ export interface UpdateConfig {
  * completion all the same: see WAKE_AT.) It also bounds how late a stop
  * (time, Ctrl-C) takes effect: SLOTS batches. 16 measured no better than 8
  * once the wake-ups were fixed (bench/compare-trainers.js, 2 threads, 16
- * rounds: 1.000; README, Performance, session 9).
+ * rounds: 1.000; docs/performance.md, session 9).
  */
 export const SLOTS = 8;
 
@@ -207,7 +207,7 @@ export const READIED = 5; // bumped whenever a worker has marked its shards read
 // of every batch woke it (an event-loop turn each), and with as many workers
 // as cores its time is taken from a worker: perf at 2 threads, its samples
 // per 1,000 of the workers' went from 29-37 to 23-27, and 2 threads trained
-// 1.05-1.06× faster (README, Performance, session 9).
+// 1.05-1.06× faster (docs/performance.md, session 9).
 export const WAKE_AT = 6;
 export const WOKEN = 7;
 export const NEVER = 0x7fffffff;
@@ -454,7 +454,7 @@ export function barrier(control: Int32Array, workers: number, spinMs: number): b
  * Returns once array[index] differs from `value` or after a wake-up (callers
  * re-check): spins up to `spinMs` first, then sleeps in Atomics.wait. The
  * waits between a batch's phases last 0.1-0.5 ms, and a worker that slept
- * through them computed its next phase slower (README, Performance: 6
+ * through them computed its next phase slower (docs/performance.md: 6
  * alternating pairs with and without the spin; why is a guess: an idle
  * virtual CPU loses its core or its caches to another tenant).
  */

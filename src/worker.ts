@@ -137,7 +137,7 @@ for (let n = 1; ; n++) {
   // Two coupling points per batch (here, and COMPLETED before the next one).
   // Letting the last worker to arrive apply the whole update instead, so the
   // others wait once, measured slower: 6 paired 3-epoch runs at 2 threads,
-  // median 0.87 (README, Performance).
+  // median 0.87 (docs/performance.md).
   if (!claimed || !barrier(control, W, init.spinMs)) break;
 
   // Every shard is done. A non-finite loss skips the update: the trainer stops on it.
