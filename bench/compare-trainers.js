@@ -14,10 +14,12 @@
 // ratios between 0.64 and 1.42 here (8 rounds, 1 thread), so a difference of
 // a few percent needs a few dozen rounds, or a per-phase timing.
 //
-//   node bench/compare-trainers.js A B [--threads 2] [--rounds 16] [--epochs 2]
+//   node bench/compare-trainers.js A B [--threads 2] [--rounds 16] [--epochs 2] [--options JSON]
 //   A and B are roots of built checkouts (each with lib/ compiled and its
 //   addon built), e.g. a `git worktree` of the commit before the change and
-//   this checkout.
+//   this checkout. Each trains with its own DEFAULT_TRAIN_OPTIONS; --options
+//   (e.g. '{"polarityWeight":1}') overrides some of them in both, so that two
+//   builds whose defaults differ can be timed on the same loss.
 'use strict';
 const path = require('node:path');
 const { parseArgs } = require('node:util');
@@ -30,10 +32,11 @@ const { values, positionals } = parseArgs({
     rounds: { type: 'string', default: '16' },
     epochs: { type: 'string', default: '2' },
     train: { type: 'string', default: path.join(SST_DIR, 'train.txt') },
+    options: { type: 'string', default: '{}' },
   },
 });
 if (positionals.length !== 2) {
-  console.error('usage: node bench/compare-trainers.js A B [--threads 2] [--rounds 16] [--epochs 2]');
+  console.error('usage: node bench/compare-trainers.js A B [--threads 2] [--rounds 16] [--epochs 2] [--options JSON]');
   process.exit(2);
 }
 const threads = Number(values.threads);
@@ -41,6 +44,17 @@ const rounds = Number(values.rounds);
 const epochs = Number(values.epochs);
 if (!Number.isInteger(threads) || threads < 1 || !Number.isInteger(rounds) || rounds < 1 || !Number.isInteger(epochs) || epochs < 2) {
   console.error('--threads and --rounds must be positive integers, --epochs an integer ≥ 2');
+  process.exit(2);
+}
+let overrides;
+try {
+  overrides = JSON.parse(values.options);
+} catch (error) {
+  console.error(`--options: ${error.message}`);
+  process.exit(2);
+}
+if (typeof overrides !== 'object' || overrides === null || Array.isArray(overrides)) {
+  console.error('--options must be a JSON object of training options, e.g. \'{"polarityWeight":1}\'');
   process.exit(2);
 }
 requireTreebank(values.train);
@@ -51,12 +65,12 @@ const trees = require(path.resolve(positionals[0], 'lib', 'tree.js')).readTrees(
 /** Median sentences/s of the epochs after the first with build i (the first warms up the workers). */
 async function afterFirstEpoch(i) {
   const { train, DEFAULT_TRAIN_OPTIONS } = builds[i];
-  const result = await train(trees, undefined, { ...DEFAULT_TRAIN_OPTIONS, epochs, threads });
+  const result = await train(trees, undefined, { ...DEFAULT_TRAIN_OPTIONS, ...overrides, epochs, threads });
   return median(result.records.slice(1).map((r) => r.sentencesPerSecond));
 }
 
 (async () => {
-  console.log(`A = ${positionals[0]}, B = ${positionals[1]}; ${threads} thread(s), ${rounds} rounds of ${epochs} epochs each, ABBA order`);
+  console.log(`A = ${positionals[0]}, B = ${positionals[1]}; ${threads} thread(s), ${rounds} rounds of ${epochs} epochs each, ABBA order; options ${JSON.stringify(overrides)} over each build's defaults`);
   const rates = [[], []];
   const ratios = [];
   for (let round = 0; round < rounds; round++) {
