@@ -27,38 +27,48 @@ function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
 
+/**
+ * A flag's value as a number. Number() reads an empty or blank string as 0,
+ * so `--lr-drop-epoch ""` (an unset shell variable) would silently turn the
+ * drop off: blank values are refused here, once, for every numeric flag.
+ */
+function numeric(value: string, expected: string): number {
+  if (value.trim() === '') throw new InvalidArgumentError(`${expected}, got an empty value`);
+  return Number(value);
+}
+
 function positiveInt(value: string): number {
-  const n = Number(value);
+  const n = numeric(value, 'expected a positive integer');
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
   return n;
 }
 
 function positiveNumber(value: string): number {
-  const n = Number(value);
+  const n = numeric(value, 'expected a positive number');
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');
   return n;
 }
 
 function nonNegativeNumber(value: string): number {
-  const n = Number(value);
+  const n = numeric(value, 'expected a non-negative number');
   if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a non-negative number');
   return n;
 }
 
 function dropoutRate(value: string): number {
-  const n = Number(value);
+  const n = numeric(value, 'expected a rate in [0, 1)');
   if (!(n >= 0 && n < 1)) throw new InvalidArgumentError('expected a rate in [0, 1)');
   return n;
 }
 
 function fraction(value: string): number {
-  const n = Number(value);
+  const n = numeric(value, 'expected a number in [0, 1]');
   if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError('expected a number in [0, 1]');
   return n;
 }
 
 function nonNegativeInt(value: string): number {
-  const n = Number(value);
+  const n = numeric(value, 'expected a non-negative integer');
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer');
   return n;
 }

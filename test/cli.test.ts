@@ -230,6 +230,13 @@ describe('rntn train, eval and predict', () => {
     const rootPolarityWeight = rntn('train', '--root-polarity-weight', '-1');
     expect(rootPolarityWeight.status).not.toBe(0);
     expect(rootPolarityWeight.stderr).toMatch(/--root-polarity-weight.*non-negative number/);
+    // Number('') is 0: an empty value (an unset shell variable) must not pass as 0.
+    for (const flag of ['--root-polarity-weight', '--lr-drop-epoch', '--dropout', '--distill-weight', '--dim', '--lr']) {
+      const blank = rntn('train', flag, ' ', '--epochs', '1', '--out', path.join(tmp, 'blank'));
+      expect(blank.status, flag).not.toBe(0);
+      expect(blank.stderr, flag).toMatch(new RegExp(`${flag}.*empty value`));
+    }
+    expect(fs.existsSync(path.join(tmp, 'blank'))).toBe(false);
     const distillWeight = rntn('train', '--distill-weight', '1.5');
     expect(distillWeight.status).not.toBe(0);
     expect(distillWeight.stderr).toMatch(/--distill-weight.*number in \[0, 1\]/);
