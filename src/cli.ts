@@ -73,6 +73,18 @@ function nonNegativeInt(value: string): number {
   return n;
 }
 
+/**
+ * The trees of a file a command needs trees from. An empty file (or one of
+ * blank lines) is almost always the wrong file: the library treats no dev
+ * trees as no dev set and scores no trees as 0 of 0, so the command line
+ * says so instead of training without selection or printing 0 %.
+ */
+function readTreeFile(file: string, options?: Parameters<typeof readTrees>[1]): TreeNode[] {
+  const trees = readTrees(file, options);
+  if (trees.length === 0) throw new Error(`${file}: no trees (expected one PTB tree per line)`);
+  return trees;
+}
+
 /** Runs a command body, turning any error into a message on stderr and exit status 1. */
 function action<A extends unknown[]>(name: string, body: (...args: A) => void | Promise<void>) {
   return async (...args: A) => {
@@ -107,7 +119,7 @@ export function buildProgram(): Command {
           throw new Error(`--precision must be float32 or float64, got ${JSON.stringify(opts.precision)}`);
         }
         const model = loadModel(opts.model);
-        const trees = readTrees(opts.trees, { classes: model.config.classes });
+        const trees = readTreeFile(opts.trees, { classes: model.config.classes });
         const result = opts.precision === 'float64' ? lossAndGradient(model, trees, 'float64') : lossAndGradient(model, trees);
         const tensors: Record<string, TensorInput> = {};
         for (const name of TENSOR_NAMES) {
@@ -136,7 +148,7 @@ export function buildProgram(): Command {
         const runs: { name: string; model: Model; trees: TreeNode[] }[] = [];
         if (opts.model && opts.trees) {
           const model = loadModel(opts.model);
-          runs.push({ name: opts.model, model, trees: readTrees(opts.trees, { classes: model.config.classes }).slice(0, opts.maxTrees) });
+          runs.push({ name: opts.model, model, trees: readTreeFile(opts.trees, { classes: model.config.classes }).slice(0, opts.maxTrees) });
         } else {
           for (const leaf of ['identity', 'tanh'] as LeafActivation[]) {
             const { model, trees } = randomProblem(opts.dim, leaf, opts.seed, opts.maxTrees);
@@ -201,8 +213,8 @@ export function buildProgram(): Command {
         let trainTrees: TreeNode[];
         let devTrees: TreeNode[] | undefined;
         if (opts.train) {
-          trainTrees = readTrees(opts.train);
-          devTrees = opts.dev ? readTrees(opts.dev) : undefined;
+          trainTrees = readTreeFile(opts.train);
+          devTrees = opts.dev ? readTreeFile(opts.dev) : undefined;
         } else {
           if (opts.dev) throw new Error('--dev needs --train');
           // A resumed run must continue on the treebank it started on, generated from its own seed.
@@ -290,7 +302,7 @@ export function buildProgram(): Command {
     .action(
       action('eval', (opts: { model: string[]; trees: string; json?: boolean }) => {
         const models = opts.model.map((file) => loadModel(file));
-        const trees = readTrees(opts.trees, { classes: models[0].config.classes });
+        const trees = readTreeFile(opts.trees, { classes: models[0].config.classes });
         const metrics = evaluateEnsemble(models, trees);
         const title = models.length === 1 ? opts.trees : `${opts.trees}, ensemble of ${models.length} models`;
         process.stdout.write(opts.json ? JSON.stringify(metrics) + '\n' : formatMetrics(metrics, title) + '\n');
@@ -309,6 +321,7 @@ export function buildProgram(): Command {
         const models = opts.model.map((file) => loadModel(file));
         let trees: TreeNode[];
         if (opts.trees) {
+          // A filter: no trees in, no predictions out (readTreeFile would refuse an empty file).
           trees = readTrees(opts.trees, { classes: models[0].config.classes });
         } else {
           trees = fs

@@ -237,6 +237,19 @@ describe('rntn train, eval and predict', () => {
       expect(blank.stderr, flag).toMatch(new RegExp(`${flag}.*empty value`));
     }
     expect(fs.existsSync(path.join(tmp, 'blank'))).toBe(false);
+    // A named file with no trees is refused, not read as "no dev set" or scored as 0 of 0.
+    const empty = path.join(tmp, 'empty.txt');
+    fs.writeFileSync(empty, '\n\n');
+    const emptyDev = rntn('train', '--train', treesPath, '--dev', empty, '--epochs', '1', '--out', path.join(tmp, 'm4'));
+    expect(emptyDev.status).toBe(1);
+    expect(emptyDev.stderr).toContain(`${empty}: no trees`);
+    expect(fs.existsSync(path.join(tmp, 'm4'))).toBe(false);
+    const emptyEval = rntn('eval', '--model', out, '--trees', empty);
+    expect(emptyEval.status).toBe(1);
+    expect(emptyEval.stderr).toContain(`${empty}: no trees`);
+    const emptyPredict = rntn('predict', '--model', out, '--trees', empty);
+    expect(emptyPredict.status).toBe(0);
+    expect(emptyPredict.stdout).toBe('');
     const distillWeight = rntn('train', '--distill-weight', '1.5');
     expect(distillWeight.status).not.toBe(0);
     expect(distillWeight.stderr).toMatch(/--distill-weight.*number in \[0, 1\]/);
