@@ -15,7 +15,7 @@ import { loadModel, saveModel } from './model-file';
 import { describeBlas } from './native';
 import { binarize, formatPredictionJson, formatPredictionPtb, predictEnsemble, tokenize } from './predict';
 import { Random } from './random';
-import { writeFileAtomic } from './files';
+import { checkWritable, writeFileAtomic } from './files';
 import { encodeSafetensors, type TensorInput } from './safetensors';
 import { randomTrees, syntheticSplits } from './synthetic';
 import { checkpointOptions, DEFAULT_DISTILL_WEIGHT, DEFAULT_TRAIN_OPTIONS, train, type EpochRecord, type Progress, type TrainOptions, type TrainResult } from './train';
@@ -118,6 +118,7 @@ export function buildProgram(): Command {
         if (opts.precision !== 'float32' && opts.precision !== 'float64') {
           throw new Error(`--precision must be float32 or float64, got ${JSON.stringify(opts.precision)}`);
         }
+        checkWritable(opts.out, 'the gradient');
         const model = loadModel(opts.model);
         const trees = readTreeFile(opts.trees, { classes: model.config.classes });
         const result = opts.precision === 'float64' ? lossAndGradient(model, trees, 'float64') : lossAndGradient(model, trees);
@@ -223,6 +224,9 @@ export function buildProgram(): Command {
           devTrees = splits.dev;
           process.stderr.write(`no --train given: training on the generated sentiment treebank (${splits.train.length} train, ${splits.dev.length} dev trees)\n`);
         }
+        // Before training, not after it: a run of hours must not end in a failed write.
+        checkWritable(opts.out, 'the model');
+        if (opts.log) checkWritable(opts.log, 'the training log');
         const options: TrainOptions = {
           ...DEFAULT_TRAIN_OPTIONS,
           dim: opts.dim,

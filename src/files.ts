@@ -111,3 +111,28 @@ export function readFileNamed(file: string, what: string): Buffer {
     throw wrapped;
   }
 }
+
+/**
+ * Throws, naming `file` and `what` it is for, when `file` could not be
+ * written: its directory is missing or not writable, or a directory stands
+ * in its place. Callers check before long work (a training run) whose result
+ * would otherwise be lost when the write fails at the end.
+ */
+export function checkWritable(file: string, what: string): void {
+  const dir = path.dirname(path.resolve(file));
+  let isDirectory = false;
+  try {
+    isDirectory = fs.statSync(file).isDirectory();
+  } catch {
+    // Absent: the usual case for an output.
+  }
+  if (isDirectory) throw new Error(`cannot write ${what} to ${file}: it is a directory`);
+  try {
+    if (!fs.statSync(dir).isDirectory()) throw new Error(`${dir} is not a directory`);
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const why = err.code === 'ENOENT' ? `no directory ${dir}` : err.code === 'EACCES' ? `${dir} is not writable` : err.message;
+    throw new Error(`cannot write ${what} to ${file}: ${why}`, { cause: e });
+  }
+}

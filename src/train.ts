@@ -20,7 +20,7 @@ import { Model, type LeafActivation } from './model';
 import { native, nativeDims } from './native';
 import { SLOTS, TrainingPool, type UpdateConfig } from './pool';
 import { Random } from './random';
-import { removeStaleTemporaries, writeFileAtomic } from './files';
+import { checkWritable, removeStaleTemporaries, writeFileAtomic } from './files';
 import { loadModel } from './model-file';
 import { ensembleClasses, ensembleProbabilities } from './predict';
 import { decodeSafetensors, encodeSafetensors } from './safetensors';
@@ -384,7 +384,17 @@ export async function train(
   const update = updateConfig(model, options.lambda, adagrad);
 
   let stoppedBy: TrainResult['stoppedBy'] = 'epochs';
-  if (options.checkpointDir) removeStaleTemporaries(path.join(options.checkpointDir, CHECKPOINT_FILE));
+  if (options.checkpointDir) {
+    // Made and checked before the first epoch: a bad directory fails the run now, not at its first checkpoint.
+    const file = path.join(options.checkpointDir, CHECKPOINT_FILE);
+    try {
+      if (!fs.existsSync(options.checkpointDir)) fs.mkdirSync(options.checkpointDir, { recursive: true });
+    } catch (e) {
+      throw new Error(`cannot write checkpoints to ${options.checkpointDir}: ${(e as Error).message}`, { cause: e });
+    }
+    checkWritable(file, 'checkpoints');
+    removeStaleTemporaries(file);
+  }
   let lastCheckpointEpoch = state.epoch;
   // The newest checkpoint of this run (or the one it resumed from): what a failure points the user to.
   let lastCheckpoint = resume;

@@ -250,6 +250,21 @@ describe('rntn train, eval and predict', () => {
     const emptyPredict = rntn('predict', '--model', out, '--trees', empty);
     expect(emptyPredict.status).toBe(0);
     expect(emptyPredict.stdout).toBe('');
+    // Outputs are checked before the first epoch: a long run must not end in a failed write.
+    const nowhere = path.join(tmp, 'no-such-dir', 'm');
+    const unwritable: [string[], string][] = [
+      [['--out', nowhere], `cannot write the model to ${nowhere}: no directory`],
+      [['--out', tmp], `cannot write the model to ${tmp}: it is a directory`],
+      [['--out', path.join(tmp, 'm5'), '--log', nowhere], `cannot write the training log to ${nowhere}: no directory`],
+      [['--out', path.join(tmp, 'm5'), '--checkpoint-dir', treesPath], `cannot write checkpoints to ${path.join(treesPath, 'checkpoint.safetensors')}: ${treesPath} is not a directory`],
+    ];
+    for (const [flags, message] of unwritable) {
+      const run = rntn('train', '--train', treesPath, '--epochs', '1', ...flags);
+      expect(run.status, flags.join(' ')).toBe(1);
+      expect(run.stderr).toContain(message);
+      expect(run.stderr).not.toMatch(/epoch 1/);
+    }
+    expect(fs.existsSync(path.join(tmp, 'm5'))).toBe(false);
     const distillWeight = rntn('train', '--distill-weight', '1.5');
     expect(distillWeight.status).not.toBe(0);
     expect(distillWeight.stderr).toMatch(/--distill-weight.*number in \[0, 1\]/);
