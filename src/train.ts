@@ -343,9 +343,9 @@ export async function train(
       records: [],
     };
   }
+  checkTrainOptions(options);
   const adagrad = new AdaGrad(model.params.length, options.adagradEpsilon);
   if (history) adagrad.history.set(history);
-  if (!Number.isInteger(options.shards) || options.shards < 1) throw new RangeError(`shards must be a positive integer, got ${options.shards}`);
   // Checkpoints written before the option existed trained with weight 1.
   const rootWeight = options.rootWeight ?? 1;
   if (!(Number.isFinite(rootWeight) && rootWeight >= 0)) throw new RangeError(`rootWeight must be a finite number >= 0, got ${rootWeight}`);
@@ -358,7 +358,6 @@ export async function train(
     }
   }
   const averageFrom = options.averageFrom ?? 0;
-  if (!(Number.isInteger(averageFrom) && averageFrom >= 0)) throw new RangeError(`averageFrom must be an integer >= 0, got ${averageFrom}`);
   const average = (): Float32Array | undefined =>
     averageSum && state.averaged ? Float32Array.from(averageSum, (x) => x / state.averaged!) : undefined;
 
@@ -542,6 +541,49 @@ export async function train(
   const result = new Model(model.config, model.vocab, best ? Float32Array.from(best) : (average() ?? Float32Array.from(params)));
   const bestDev = devTrees && devTrees.length > 0 ? evaluate(result, devTrees) : undefined;
   return { model: result, options, epochs: state.epoch, stoppedBy, bestDev, records: state.records };
+}
+
+/**
+ * Refuses options the trainer would misread rather than reject. The command
+ * line checks its flags, but API callers come straight here: a negative
+ * `epochs` used to train 0 epochs and return the initial model, a NaN
+ * learning rate to run until the loss became NaN, `leaf: 'relu'` to train
+ * identity leaves and record "relu", and a 0 `evalEvery` to never evaluate.
+ * Fields absent from checkpoints of older versions keep their old meaning.
+ * The loss weights are checked where their defaults are applied (train).
+ */
+function checkTrainOptions(o: TrainOptions): void {
+  const fail = (name: string, expected: string, value: unknown): never => {
+    throw new RangeError(`${name} must be ${expected}, got ${typeof value === 'string' ? JSON.stringify(value) : String(value)}`);
+  };
+  const integer = (name: string, value: number | undefined, least: 0 | 1) => {
+    if (!(Number.isInteger(value) && value! >= least)) fail(name, least === 0 ? 'an integer >= 0' : 'a positive integer', value);
+  };
+  const finite = (name: string, value: number | undefined, positive: boolean) => {
+    if (!(Number.isFinite(value) && (positive ? value! > 0 : value! >= 0))) fail(name, positive ? 'a finite number > 0' : 'a finite number >= 0', value);
+  };
+  integer('epochs', o.epochs, 0);
+  integer('batchSize', o.batchSize, 1);
+  integer('minCount', o.minCount, 0);
+  integer('evalEvery', o.evalEvery, 1);
+  integer('checkpointEvery', o.checkpointEvery, 1);
+  integer('adagradResetEpochs', o.adagradResetEpochs, 0);
+  integer('threads', o.threads, 1);
+  integer('shards', o.shards, 1);
+  if (o.patience !== undefined) integer('patience', o.patience, 1);
+  if (o.averageFrom !== undefined) integer('averageFrom', o.averageFrom, 0);
+  if (o.maxMinutes !== undefined) finite('maxMinutes', o.maxMinutes, true);
+  finite('learningRate', o.learningRate, true);
+  if (o.learningRateDrop !== undefined) {
+    integer('learningRateDrop.epoch', o.learningRateDrop.epoch, 1);
+    finite('learningRateDrop.factor', o.learningRateDrop.factor, false); // 0 freezes training from that epoch on
+  }
+  // ε > 0: a coordinate whose gradient has always been 0 would otherwise step by 0 / 0.
+  finite('adagradEpsilon', o.adagradEpsilon, true);
+  for (const group of ['W', 'V', 'Ws', 'L'] as const) finite(`lambda.${group}`, o.lambda?.[group], false);
+  const dropout = o.dropout ?? 0;
+  if (!(dropout >= 0 && dropout < 1)) fail('dropout', 'a rate in [0, 1)', dropout);
+  if (o.leaf !== 'identity' && o.leaf !== 'tanh') fail('leaf', '"identity" or "tanh"', o.leaf);
 }
 
 /**

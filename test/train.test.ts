@@ -82,6 +82,31 @@ describe('train', () => {
     expect(encodeModel(a.model).equals(encodeModel(b.model))).toBe(true);
   });
 
+  it('refuses options it would misread, each with a message naming it', async () => {
+    const bad: [Partial<TrainOptions>, RegExp][] = [
+      [{ epochs: -1 }, /epochs must be an integer >= 0, got -1/],
+      [{ epochs: 1.5 }, /epochs must be an integer >= 0, got 1.5/],
+      [{ learningRate: NaN }, /learningRate must be a finite number > 0, got NaN/],
+      [{ learningRate: 0 }, /learningRate must be a finite number > 0, got 0/],
+      [{ learningRateDrop: { epoch: 0, factor: 0.1 } }, /learningRateDrop\.epoch must be a positive integer, got 0/],
+      [{ learningRateDrop: { epoch: 16, factor: -1 } }, /learningRateDrop\.factor must be a finite number >= 0, got -1/],
+      [{ adagradEpsilon: 0 }, /adagradEpsilon must be a finite number > 0, got 0/],
+      [{ adagradResetEpochs: -1 }, /adagradResetEpochs must be an integer >= 0, got -1/],
+      [{ lambda: { ...small.lambda, V: -0.3 } }, /lambda\.V must be a finite number >= 0, got -0\.3/],
+      [{ lambda: { W: 1e-3, V: 0.3, Ws: 1e-4 } as TrainOptions['lambda'] }, /lambda\.L must be a finite number >= 0, got undefined/],
+      [{ minCount: -1 }, /minCount must be an integer >= 0, got -1/],
+      [{ evalEvery: 0 }, /evalEvery must be a positive integer, got 0/],
+      [{ checkpointEvery: 0 }, /checkpointEvery must be a positive integer, got 0/],
+      [{ patience: 0 }, /patience must be a positive integer, got 0/],
+      [{ maxMinutes: -1 }, /maxMinutes must be a finite number > 0, got -1/],
+      [{ batchSize: 0 }, /batchSize must be a positive integer, got 0/],
+      [{ shards: 0 }, /shards must be a positive integer, got 0/],
+      [{ dropout: 1 }, /dropout must be a rate in \[0, 1\), got 1/],
+      [{ leaf: 'relu' as TrainOptions['leaf'] }, /leaf must be "identity" or "tanh", got "relu"/],
+    ];
+    for (const [options, message] of bad) await expect(train(trainTrees, undefined, { ...small, ...options }), JSON.stringify(options)).rejects.toThrow(message);
+  });
+
   it('weighs the roots by rootWeight, and 1 is the plain loss', async () => {
     const run = (rootWeight: number) => train(trainTrees, undefined, { ...small, epochs: 1, dropout: 0, rootWeight, threads: 1 });
     const [one, two, plain] = await Promise.all([run(1), run(2), train(trainTrees, undefined, { ...small, epochs: 1, dropout: 0, threads: 1, rootWeight: undefined as unknown as number })]);
