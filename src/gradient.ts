@@ -24,6 +24,7 @@ export interface LossAndGradient<T extends FloatArray> {
 export function lossAndGradient(model: Model, trees: readonly TreeNode[], precision: 'float64', terms?: LossTerms): LossAndGradient<Float64Array>;
 export function lossAndGradient(model: Model, trees: readonly TreeNode[], precision?: 'float32', terms?: LossTerms): LossAndGradient<Float32Array>;
 export function lossAndGradient(model: Model, trees: readonly TreeNode[], precision: Precision = 'float32', terms: LossTerms = {}): LossAndGradient<FloatArray> {
+  if (precision !== 'float32' && precision !== 'float64') throw new RangeError(`precision must be "float32" or "float64", got ${JSON.stringify(precision)}`);
   const params = precision === 'float64' ? Float64Array.from(model.params) : model.params;
   const gradient = precision === 'float64' ? new Float64Array(params.length) : new Float32Array(params.length);
   const workspace = createWorkspace();
@@ -91,6 +92,9 @@ export interface GroupCheck {
 export function gradientCheck(model: Model, trees: readonly TreeNode[], options: GradientCheckOptions = {}): GroupCheck[] {
   const samples = options.samples ?? 200;
   const h = options.step ?? 1e-3;
+  // A check of no coordinates would pass whatever the gradient.
+  if (!(Number.isInteger(samples) && samples >= 1)) throw new RangeError(`samples must be a positive integer, got ${samples}`);
+  if (!(Number.isFinite(h) && h > 0)) throw new RangeError(`step must be a finite number > 0, got ${h}`);
   const params = Float64Array.from(model.params);
   // Under dropout the mask is fixed by its seed, so the loss is still a smooth function of θ.
   const analytic = options.analytic ?? lossAndGradient(model, trees, 'float64', options).gradient;

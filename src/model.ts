@@ -103,6 +103,8 @@ export class Model {
     readonly params: Float32Array = new Float32Array(new ParameterLayout(config.dim, config.classes, vocab.size).size),
   ) {
     this.layout = new ParameterLayout(config.dim, config.classes, vocab.size);
+    // The native core reads anything but 'tanh' as identity: an unknown name would train one thing and record another.
+    if (config.leaf !== 'identity' && config.leaf !== 'tanh') throw new RangeError(`leaf must be "identity" or "tanh", got ${JSON.stringify(config.leaf)}`);
     this.tensors = this.layout.views(params);
   }
 

@@ -550,7 +550,8 @@ export async function train(
  * learning rate to run until the loss became NaN, `leaf: 'relu'` to train
  * identity leaves and record "relu", and a 0 `evalEvery` to never evaluate.
  * Fields absent from checkpoints of older versions keep their old meaning.
- * The loss weights are checked where their defaults are applied (train).
+ * The loss weights are checked where their defaults are applied (train),
+ * `leaf`, `dim` and `classes` by Model, `minCount` by Vocabulary.fromTrees.
  */
 function checkTrainOptions(o: TrainOptions): void {
   const fail = (name: string, expected: string, value: unknown): never => {
@@ -564,7 +565,6 @@ function checkTrainOptions(o: TrainOptions): void {
   };
   integer('epochs', o.epochs, 0);
   integer('batchSize', o.batchSize, 1);
-  integer('minCount', o.minCount, 0);
   integer('evalEvery', o.evalEvery, 1);
   integer('checkpointEvery', o.checkpointEvery, 1);
   integer('adagradResetEpochs', o.adagradResetEpochs, 0);
@@ -583,7 +583,6 @@ function checkTrainOptions(o: TrainOptions): void {
   for (const group of ['W', 'V', 'Ws', 'L'] as const) finite(`lambda.${group}`, o.lambda?.[group], false);
   const dropout = o.dropout ?? 0;
   if (!(dropout >= 0 && dropout < 1)) fail('dropout', 'a rate in [0, 1)', dropout);
-  if (o.leaf !== 'identity' && o.leaf !== 'tanh') fail('leaf', '"identity" or "tanh"', o.leaf);
 }
 
 /**
@@ -722,7 +721,14 @@ function readCheckpoint(file: string): {
     return t.data as A;
   };
   const f32 = (name: string, required: boolean) => tensor(name, required, Float32Array, 'F32');
-  const model = new Model(config, vocab, f32('params', true)!);
+  const params = f32('params', true)!;
+  let model: Model;
+  try {
+    model = new Model(config, vocab, params);
+  } catch (e) {
+    // A damaged config (an unknown leaf, a dim that does not fit params): say which file.
+    throw new Error(`${file}: checkpoint config ${JSON.stringify(config)} does not fit: ${(e as Error).message}`, { cause: e });
+  }
   const history = f32('history', true)!;
   const best = f32('best', false);
   const averageSum = tensor('averageSum', false, Float64Array, 'F64');

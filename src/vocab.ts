@@ -36,6 +36,8 @@ export class Vocabulary {
    * same trees always give the same ids.
    */
   static fromTrees(trees: Iterable<TreeNode>, minCount = 1): Vocabulary {
+    // NaN would compare false with every count and leave only *UNK*.
+    if (!(Number.isInteger(minCount) && minCount >= 0)) throw new RangeError(`minCount must be an integer >= 0, got ${minCount}`);
     const counts = new Map<string, number>();
     for (const tree of trees) {
       for (const leaf of leaves(tree)) counts.set(leaf.word, (counts.get(leaf.word) ?? 0) + 1);

@@ -161,6 +161,16 @@ describe('finite-difference gradient check (float64)', () => {
     expect(loss).toBeCloseTo(reference, 0);
   });
 
+  it('refuses a check of no coordinates, a step that is not a positive number and an unknown precision', () => {
+    const trees = randomTrees(2, 3, WORDS);
+    const model = perturbedModel(new Vocabulary(WORDS), 3, 'identity', 5);
+    expect(() => gradientCheck(model, trees, { samples: 0 })).toThrow(/samples must be a positive integer, got 0/);
+    expect(() => gradientCheck(model, trees, { samples: 2.5 })).toThrow(/samples must be a positive integer, got 2.5/);
+    expect(() => gradientCheck(model, trees, { step: -1e-3 })).toThrow(/step must be a finite number > 0, got -0.001/);
+    expect(() => gradientCheck(model, trees, { step: NaN })).toThrow(/step must be a finite number > 0, got NaN/);
+    expect(() => lossAndGradient(model, trees, 'float16' as 'float32')).toThrow(/precision must be "float32" or "float64", got "float16"/);
+  });
+
   it('fails a gradient that is wrong in one coordinate (the check can fail)', () => {
     const trees = randomTrees(5, 4, WORDS);
     const model = perturbedModel(new Vocabulary(WORDS), 3, 'identity', 5);

@@ -56,6 +56,12 @@ function tempDir(): string {
 }
 
 describe('model files', () => {
+  it('a model has a leaf activation the core knows: an unknown one is refused, not trained as identity', () => {
+    const vocab = new Vocabulary(['*UNK*', 'good']);
+    expect(() => Model.create(vocab, { dim: 3, leaf: 'relu' as 'tanh' })).toThrow(/leaf must be "identity" or "tanh", got "relu"/);
+    expect(() => new Model({ dim: 3, classes: 5, leaf: undefined as unknown as 'tanh' }, vocab)).toThrow(/leaf must be "identity" or "tanh", got undefined/);
+  });
+
   it('save → load is bit-exact, including -0, subnormals and ±max float', () => {
     const model = smallModel('tanh');
     const { L, V, bs } = model.tensors;

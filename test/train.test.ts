@@ -305,5 +305,16 @@ describe('train', () => {
     const bogus = path.join(tmp, 'model.safetensors');
     fs.writeFileSync(bogus, encodeModel((await train(trainTrees, undefined, { ...small, epochs: 1 })).model));
     await expect(train(trainTrees, devTrees, small, {}, bogus)).rejects.toThrow(/not an rntn checkpoint/);
+    // A checkpoint whose config no longer fits its parameters, or names a leaf the core does not know.
+    const dir = path.join(tmp, 'config');
+    await train(trainTrees, undefined, { ...small, epochs: 1, checkpointDir: dir });
+    const file = path.join(dir, CHECKPOINT_FILE);
+    const saved = decodeSafetensors(fs.readFileSync(file), file);
+    const tensors = Object.fromEntries([...saved.tensors].map(([k, t]) => [k, { dtype: t.dtype, shape: t.shape, data: t.data }])) as Parameters<typeof encodeSafetensors>[0];
+    const config = JSON.parse(saved.metadata.config);
+    for (const [name, damaged] of [['leaf.safetensors', { ...config, leaf: 'relu' }], ['dim.safetensors', { ...config, dim: config.dim + 1 }]] as const) {
+      fs.writeFileSync(path.join(tmp, name), encodeSafetensors(tensors, { ...saved.metadata, config: JSON.stringify(damaged) }));
+      await expect(train(trainTrees, undefined, small, {}, path.join(tmp, name))).rejects.toThrow(new RegExp(`${name}: checkpoint config .* does not fit`));
+    }
   });
 });

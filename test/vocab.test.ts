@@ -37,6 +37,9 @@ describe('Vocabulary.fromTrees', () => {
     expect(vocab.id('good')).toBe(0);
     expect(vocab.id('film')).toBe(2);
     expect(Vocabulary.fromTrees(trees, 3).words).toEqual([UNKNOWN_WORD]);
+    // NaN compares false with every count: it would leave *UNK* alone, silently.
+    expect(() => Vocabulary.fromTrees(trees, NaN)).toThrow(/minCount must be an integer >= 0, got NaN/);
+    expect(() => Vocabulary.fromTrees(trees, -1)).toThrow(/minCount must be an integer >= 0, got -1/);
   });
 
   it('does not repeat *UNK* when the trees contain it as a word', () => {
