@@ -547,11 +547,12 @@ export async function train(
  * Refuses options the trainer would misread rather than reject. The command
  * line checks its flags, but API callers come straight here: a negative
  * `epochs` used to train 0 epochs and return the initial model, a NaN
- * learning rate to run until the loss became NaN, `leaf: 'relu'` to train
- * identity leaves and record "relu", and a 0 `evalEvery` to never evaluate.
- * Fields absent from checkpoints of older versions keep their old meaning.
- * The loss weights are checked where their defaults are applied (train),
- * `leaf`, `dim` and `classes` by Model, `minCount` by Vocabulary.fromTrees.
+ * learning rate to run until the loss became NaN, and a 0 `evalEvery` to
+ * never evaluate. Fields absent from checkpoints of older versions keep
+ * their old meaning. Checked elsewhere, where they are used: the loss
+ * weights in train (where their defaults are applied), `leaf`, `dim` and
+ * `classes` by Model (an unknown leaf used to train identity leaves and
+ * record its name), `minCount` by Vocabulary.fromTrees, `seed` by Random.
  */
 function checkTrainOptions(o: TrainOptions): void {
   const fail = (name: string, expected: string, value: unknown): never => {
