@@ -49,8 +49,30 @@ function nominalFlops(dim, internalNodes) {
   return 2 * 3 * (2 * dim * dim + dim) * 2 * dim * internalNodes;
 }
 
+/**
+ * A numeric flag's value, or exit status 2 with a message naming the flag:
+ * never the 0 that Number('') makes of a blank value (an unset shell
+ * variable), nor NaN. `integer` and `min` as the flag needs.
+ */
+function numberFlag(name, text, { integer = false, min = -Infinity } = {}) {
+  const n = String(text).trim() === '' ? NaN : Number(text);
+  if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min) {
+    const expected = `${integer ? 'an integer' : 'a number'}${min > -Infinity ? ` >= ${min}` : ''}`;
+    console.error(`--${name}: expected ${expected}, got ${JSON.stringify(text)}`);
+    process.exit(2);
+  }
+  return n;
+}
+
+/** A comma-separated list of numbers (`--seeds 1,2,3`), each checked as numberFlag does. */
+function numberList(name, text, options) {
+  return String(text)
+    .split(',')
+    .map((item) => numberFlag(name, item, options));
+}
+
 function median(xs) {
   return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 }
 
-module.exports = { lib, SST_DIR, requireTreebank, readTreebank, nominalFlops, median };
+module.exports = { lib, SST_DIR, requireTreebank, readTreebank, nominalFlops, median, numberFlag, numberList };

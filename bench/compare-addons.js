@@ -14,7 +14,7 @@
 'use strict';
 const path = require('node:path');
 const { parseArgs } = require('node:util');
-const { lib, SST_DIR, readTreebank, median } = require('./common');
+const { lib, SST_DIR, readTreebank, median, numberFlag } = require('./common');
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -24,6 +24,7 @@ if (positionals.length !== 2) {
   console.error('usage: node bench/compare-addons.js A.node B.node [--passes 9]');
   process.exit(2);
 }
+const passes = numberFlag('passes', values.passes, { integer: true, min: 1 });
 // The environment rntn's loader would set (src/native.ts), before either addon loads OpenBLAS.
 lib('native').native();
 const [A, B] = positionals.map((file) => require(path.resolve(file)));
@@ -78,7 +79,7 @@ const b = [];
 // The order alternates from pass to pass (AB, BA, …): with A always first,
 // one addon against a copy of itself measured B/A 1.22 over 2 passes and
 // 1.06 over 6 (session 7), a bias as big as the changes it is meant to see.
-for (let p = 0; p < Number(values.passes); p++) {
+for (let p = 0; p < passes; p++) {
   if (p % 2 === 0) {
     a.push(pass(A, states[0]));
     b.push(pass(B, states[1]));

@@ -23,7 +23,7 @@
 'use strict';
 const path = require('node:path');
 const { parseArgs } = require('node:util');
-const { SST_DIR, median, requireTreebank } = require('./common');
+const { SST_DIR, median, numberFlag, requireTreebank } = require('./common');
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -39,13 +39,9 @@ if (positionals.length !== 2) {
   console.error('usage: node bench/compare-trainers.js A B [--threads 2] [--rounds 16] [--epochs 2] [--options JSON]');
   process.exit(2);
 }
-const threads = Number(values.threads);
-const rounds = Number(values.rounds);
-const epochs = Number(values.epochs);
-if (!Number.isInteger(threads) || threads < 1 || !Number.isInteger(rounds) || rounds < 1 || !Number.isInteger(epochs) || epochs < 2) {
-  console.error('--threads and --rounds must be positive integers, --epochs an integer ≥ 2');
-  process.exit(2);
-}
+const threads = numberFlag('threads', values.threads, { integer: true, min: 1 });
+const rounds = numberFlag('rounds', values.rounds, { integer: true, min: 1 });
+const epochs = numberFlag('epochs', values.epochs, { integer: true, min: 2 }); // the first warms up
 let overrides;
 try {
   overrides = JSON.parse(values.options);

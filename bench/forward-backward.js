@@ -11,7 +11,7 @@
 'use strict';
 const path = require('node:path');
 const { parseArgs } = require('node:util');
-const { lib, SST_DIR, readTreebank, nominalFlops, median } = require('./common');
+const { lib, SST_DIR, readTreebank, nominalFlops, median, numberFlag, numberList } = require('./common');
 const { compileBatch } = lib('batch');
 const { Model } = lib('model');
 const { createWorkspace, describeBlas, native, nativeDims } = lib('native');
@@ -25,8 +25,9 @@ const { values } = parseArgs({
     train: { type: 'string', default: path.join(SST_DIR, 'train.txt') },
   },
 });
-const passes = Number(values.passes);
-const batchSize = Number(values.batch);
+const passes = numberFlag('passes', values.passes, { integer: true, min: 1 });
+const batchSize = numberFlag('batch', values.batch, { integer: true, min: 1 });
+const dimensions = numberList('dims', values.dims, { integer: true, min: 1 });
 
 const { trees, internal } = readTreebank(values.train);
 const vocab = Vocabulary.fromTrees(trees);
@@ -40,7 +41,7 @@ const compileSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
 console.log(describeBlas());
 console.log(`${trees.length} trees, ${internal} internal nodes, batch ${batchSize}, ${passes} passes per figure, median reported`);
 console.log(`compileBatch over all of train: ${compileSeconds.toFixed(3)} s`);
-for (const dim of values.dims.split(',').map(Number)) {
+for (const dim of dimensions) {
   const model = Model.create(vocab, { dim, seed: 1 });
   const dims = nativeDims(model);
   const grad = new Float32Array(model.params.length);

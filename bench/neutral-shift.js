@@ -11,7 +11,7 @@
 'use strict';
 const path = require('node:path');
 const { parseArgs } = require('node:util');
-const { lib, SST_DIR, requireTreebank } = require('./common');
+const { lib, SST_DIR, numberList, requireTreebank } = require('./common');
 const { loadModel } = lib('model-file');
 const { evaluate } = lib('evaluate');
 const { readTrees } = lib('tree');
@@ -24,8 +24,7 @@ const { values, positionals } = parseArgs({
   },
 });
 if (positionals.length === 0) throw new Error('usage: node bench/neutral-shift.js MODEL... [--deltas=-0.6,0,0.6]');
-const deltas = values.deltas.split(',').map(Number);
-if (deltas.some((d) => !Number.isFinite(d))) throw new Error(`--deltas must be numbers separated by commas, got ${values.deltas}`);
+const deltas = numberList('deltas', values.deltas);
 requireTreebank(path.join(values.sst, 'dev.txt'));
 const [dev, test] = ['dev', 'test'].map((s) => readTrees(path.join(values.sst, `${s}.txt`)));
 

@@ -27,7 +27,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
-const { lib, SST_DIR, requireTreebank } = require('./common');
+const { lib, SST_DIR, numberFlag, numberList, requireTreebank } = require('./common');
 const { train, DEFAULT_TRAIN_OPTIONS } = lib('train');
 const { evaluate, evaluateEnsemble } = lib('evaluate');
 const { saveModel, loadModel } = lib('model-file');
@@ -68,27 +68,30 @@ const { values } = parseArgs({
 });
 requireTreebank(path.join(values.sst, 'train.txt'));
 const [trainTrees, devTrees, testTrees] = ['train', 'dev', 'test'].map((s) => readTrees(path.join(values.sst, `${s}.txt`)));
+// Ranges are train()'s to check (a RangeError naming the option); these only refuse blanks and non-numbers.
+const num = (name) => numberFlag(name, values[name]);
+const dropEpoch = num('lr-drop-epoch');
 const options = {
   ...DEFAULT_TRAIN_OPTIONS,
-  epochs: Number(values.epochs),
-  dim: Number(values.dim),
-  batchSize: Number(values.batch),
+  epochs: num('epochs'),
+  dim: num('dim'),
+  batchSize: num('batch'),
   leaf: values.leaf,
-  learningRate: Number(values.lr),
-  adagradResetEpochs: Number(values['adagrad-reset']),
-  lambda: { W: Number(values['lambda-w']), V: Number(values['lambda-v']), Ws: Number(values['lambda-ws']), L: Number(values['lambda-l']) },
-  patience: values.patience === undefined ? undefined : Number(values.patience),
-  minCount: Number(values['min-count']),
-  dropout: Number(values.dropout),
-  rootWeight: Number(values['root-weight']),
-  polarityWeight: Number(values['polarity-weight']),
-  rootPolarityWeight: values['root-polarity-weight'] === undefined ? DEFAULT_TRAIN_OPTIONS.rootPolarityWeight : Number(values['root-polarity-weight']),
-  averageFrom: Number(values['average-from']),
-  learningRateDrop: Number(values['lr-drop-epoch']) === 0 ? undefined : { epoch: Number(values['lr-drop-epoch']), factor: Number(values['lr-drop-factor']) },
-  threads: values.threads === undefined ? DEFAULT_TRAIN_OPTIONS.threads : Number(values.threads),
-  distill: values.teacher ? { weight: Number(values['distill-weight']), teachers: values.teacher } : undefined,
+  learningRate: num('lr'),
+  adagradResetEpochs: num('adagrad-reset'),
+  lambda: { W: num('lambda-w'), V: num('lambda-v'), Ws: num('lambda-ws'), L: num('lambda-l') },
+  patience: values.patience === undefined ? undefined : num('patience'),
+  minCount: num('min-count'),
+  dropout: num('dropout'),
+  rootWeight: num('root-weight'),
+  polarityWeight: num('polarity-weight'),
+  rootPolarityWeight: values['root-polarity-weight'] === undefined ? DEFAULT_TRAIN_OPTIONS.rootPolarityWeight : num('root-polarity-weight'),
+  averageFrom: num('average-from'),
+  learningRateDrop: dropEpoch === 0 ? undefined : { epoch: dropEpoch, factor: num('lr-drop-factor') },
+  threads: values.threads === undefined ? DEFAULT_TRAIN_OPTIONS.threads : num('threads'),
+  distill: values.teacher ? { weight: num('distill-weight'), teachers: values.teacher } : undefined,
 };
-const teachersPerSeed = values.teachers === undefined ? 0 : Number(values.teachers);
+const teachersPerSeed = values.teachers === undefined ? 0 : numberFlag('teachers', values.teachers, { integer: true, min: 0 });
 if (teachersPerSeed > 0 && values.teacher) throw new Error('--teacher and --teachers exclude each other');
 const saveDir = values['save-dir'];
 const teachersFrom = values['teachers-from'];
@@ -102,7 +105,7 @@ const pct = (x) => (100 * x).toFixed(1);
   console.log(describeBlas());
   console.log(`options: ${JSON.stringify({ ...options, seed: undefined })}`);
   const rows = [];
-  for (const seed of values.seeds.split(',').map(Number)) {
+  for (const seed of numberList('seeds', values.seeds, { integer: true })) {
     const started = Date.now();
     let distill = options.distill;
     let ensemble;
@@ -126,7 +129,7 @@ const pct = (x) => (100 * x).toFixed(1);
         }
       }
       ensemble = evaluateEnsemble(teachers, testTrees);
-      distill = { weight: Number(values['distill-weight']), teachers: files };
+      distill = { weight: num('distill-weight'), teachers: files };
     }
     // The teachers' files are read once, when the student's training starts.
     const result = await train(trainTrees, devTrees, { ...options, seed, distill }).finally(() => dir && fs.rmSync(dir, { recursive: true, force: true }));

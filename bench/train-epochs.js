@@ -27,7 +27,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
 const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads');
-const { lib, SST_DIR, readTreebank, nominalFlops, median } = require('./common');
+const { lib, SST_DIR, readTreebank, nominalFlops, median, numberFlag, numberList } = require('./common');
 const { train, splitIntoShards, DEFAULT_TRAIN_OPTIONS } = lib('train');
 const { createWorkspace, describeBlas, native, nativeDims } = lib('native');
 
@@ -47,25 +47,26 @@ const { values } = parseArgs({
   },
 });
 const { trees, internal } = readTreebank(values.train);
-const d = Number(values.dim);
+const d = numberFlag('dim', values.dim, { integer: true, min: 1 });
+const rounds = numberFlag('rounds', values.rounds, { integer: true, min: 1 });
+const epochs = numberFlag('epochs', values.epochs, { integer: true, min: 2 }); // the first is excluded
 const flopsPerEpoch = nominalFlops(d, internal);
 const gflops = (rate) => (flopsPerEpoch * rate) / trees.length / 1e9;
-const list = (s) => s.split(',').map(Number);
 
 (async () => {
   console.log(describeBlas());
   console.log(
-    `${trees.length} trees, d=${d}, batch ${DEFAULT_TRAIN_OPTIONS.batchSize}; ${values.rounds} rounds of ` +
-      `${values.epochs} epochs per configuration (first excluded), configurations alternating`,
+    `${trees.length} trees, d=${d}, batch ${DEFAULT_TRAIN_OPTIONS.batchSize}; ${rounds} rounds of ` +
+      `${epochs} epochs per configuration (first excluded), configurations alternating`,
   );
-  const configs = list(values.shards).flatMap((shards) =>
-    list(values.threads).map((threads) => ({ shards, threads, rates: [], sgemm: [], steal: [], streams: [] })),
+  const configs = numberList('shards', values.shards, { integer: true, min: 1 }).flatMap((shards) =>
+    numberList('threads', values.threads, { integer: true, min: 1 }).map((threads) => ({ shards, threads, rates: [], sgemm: [], steal: [], streams: [] })),
   );
-  for (let round = 1; round <= Number(values.rounds); round++) {
+  for (let round = 1; round <= rounds; round++) {
     for (const c of configs) {
       c.sgemm.push(native().sgemmRate(1024, 5));
       const before = cpuTicks();
-      const result = await train(trees, undefined, { ...DEFAULT_TRAIN_OPTIONS, dim: d, epochs: Number(values.epochs), threads: c.threads, shards: c.shards });
+      const result = await train(trees, undefined, { ...DEFAULT_TRAIN_OPTIONS, dim: d, epochs, threads: c.threads, shards: c.shards });
       c.steal.push(stealShare(before, cpuTicks()));
       c.rates.push(median(result.records.slice(1).map((r) => r.sentencesPerSecond)));
     }
