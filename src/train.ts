@@ -11,6 +11,7 @@
  * of L each batch would cost a dense pass over the vocabulary and shrink rare
  * words' vectors between their occurrences). DESIGN.md: (λ/2)‖θ‖² adds λθ.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -24,7 +25,7 @@ import { checkWritable, removeStaleTemporaries, writeFileAtomic } from './files'
 import { loadModel } from './model-file';
 import { ensembleClasses, ensembleProbabilities } from './predict';
 import { decodeSafetensors, encodeSafetensors } from './safetensors';
-import type { TreeNode } from './tree';
+import { formatTree, type TreeNode } from './tree';
 import { Vocabulary } from './vocab';
 
 export interface Regularisation {
@@ -287,6 +288,21 @@ interface TrainerState {
   records: EpochRecord[];
   /** Epochs summed into the running average (TrainOptions.averageFrom); absent before it starts. */
   averaged?: number;
+  /** What the run trains and selects on (treebankPrint); absent in checkpoints from before session 13. */
+  data?: { train: string; dev?: string };
+}
+
+/**
+ * A treebank's identity for a checkpoint: its tree count and the SHA-256 of
+ * its trees in PTB form, one a line. A resumed run replays the epoch's
+ * shuffle and position over the trees it is given, so other trees (another
+ * file, the same file edited) would not continue the run but start a
+ * different one from its middle.
+ */
+function treebankPrint(trees: readonly TreeNode[]): string {
+  const hash = createHash('sha256');
+  for (const tree of trees) hash.update(formatTree(tree) + '\n');
+  return `${trees.length} trees, sha256 ${hash.digest('hex').slice(0, 16)}`;
 }
 
 const CHECKPOINT_FORMAT = 'rntn-checkpoint/1';
@@ -310,6 +326,7 @@ export async function train(
   // TrainOptions.distill's per-node targets, in table order; from the checkpoint when resuming.
   let targets: Float32Array | undefined;
   let state: TrainerState;
+  const data = { train: treebankPrint(trainTrees), dev: devTrees && devTrees.length > 0 ? treebankPrint(devTrees) : undefined };
   if (resume) {
     const restored = readCheckpoint(resume);
     model = restored.model;
@@ -318,6 +335,16 @@ export async function train(
     averageSum = restored.averageSum;
     targets = restored.targets;
     state = restored.state;
+    if (state.data) {
+      const given = (print: string | undefined) => print ?? 'no dev set';
+      if (state.data.train !== data.train) {
+        throw new Error(`${resume}: its run trains on other trees (${state.data.train}), not these (${data.train}); resuming would not continue it`);
+      }
+      if (state.data.dev !== data.dev) {
+        throw new Error(`${resume}: its run selects on other dev trees (${given(state.data.dev)}), not these (${given(data.dev)}); resuming would not continue it`);
+      }
+    }
+    state.data = data;
     // The run's settings come from the checkpoint; only the stopping rules may change.
     options = {
       ...restored.options,
@@ -341,6 +368,7 @@ export async function train(
       bestEpoch: 0,
       evalsWithoutImprovement: 0,
       records: [],
+      data,
     };
   }
   checkTrainOptions(options);

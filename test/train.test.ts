@@ -148,7 +148,12 @@ describe('train', () => {
     const dir = path.join(tmp, 'epoch');
     const first = await train(trainTrees, devTrees, { ...small, epochs: 2, checkpointDir: dir });
     expect(first.epochs).toBe(2);
-    const resumed = await train(trainTrees, devTrees, { ...small, checkpointDir: dir }, {}, path.join(dir, CHECKPOINT_FILE));
+    // Other training or dev trees would replay the shuffle and position over another treebank: refused.
+    const checkpoint = path.join(dir, CHECKPOINT_FILE);
+    await expect(train(trainTrees.slice(1), devTrees, small, {}, checkpoint)).rejects.toThrow(/its run trains on other trees \(150 trees, sha256 [0-9a-f]{16}\), not these \(149 trees/);
+    await expect(train(trainTrees, devTrees.slice(1), small, {}, checkpoint)).rejects.toThrow(/its run selects on other dev trees/);
+    await expect(train(trainTrees, undefined, small, {}, checkpoint)).rejects.toThrow(/selects on other dev trees \(.*\), not these \(no dev set\)/);
+    const resumed = await train(trainTrees, devTrees, { ...small, checkpointDir: dir }, {}, checkpoint);
     expect(resumed.epochs).toBe(4);
     expect(resumed.records.map((r) => r.epoch)).toEqual([1, 2, 3, 4]);
     expect(encodeModel(resumed.model).equals(encodeModel(whole.model))).toBe(true);
