@@ -151,9 +151,18 @@ export function formatPredictionJson(p: TreePrediction, hasGold: boolean): strin
 
 const round = (x: number) => Math.round(x * 1e6) / 1e6;
 
-/** Tokens of a line of plain text: runs of non-whitespace, split on ASCII whitespace only (as the tree contract). */
+/**
+ * Tokens of a line of plain text: runs of non-whitespace, split on ASCII
+ * whitespace only (as the tree contract), with parentheses spelled -LRB- and
+ * -RRB- as in SST and the PTB. A bare "(" could not be written back as a PTB
+ * leaf (predict's output would not parse), and an SST model knows the
+ * spelled forms, not the bare ones.
+ */
 export function tokenize(line: string): string[] {
-  return line.split(/[ \t\n\r\f\v]+/).filter((t) => t.length > 0);
+  return line
+    .split(/[ \t\n\r\f\v]+/)
+    .filter((t) => t.length > 0)
+    .map((t) => t.replaceAll('(', '-LRB-').replaceAll(')', '-RRB-'));
 }
 
 /**

@@ -409,6 +409,11 @@ export function formatTree(tree: TreeNode, labelOf?: (node: TreeNode) => number)
     }
     const label = labelOf ? labelOf(item) : item.label;
     if (isLeaf(item)) {
+      // parseTree never makes such a word; a tree built in code can, and its PTB form would not parse back.
+      // ASCII whitespace only, as the reader splits: SST has a token with a non-breaking space inside.
+      if (item.word === '' || /[() \t\n\r\f\v]/.test(item.word)) {
+        throw new RangeError(`cannot write the word ${JSON.stringify(item.word)} in PTB form: a leaf's word must be non-empty, without parentheses or ASCII whitespace`);
+      }
       parts.push(`(${label} ${item.word})`);
     } else {
       parts.push(`(${label} `);

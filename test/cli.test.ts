@@ -194,6 +194,13 @@ describe('rntn train, eval and predict', () => {
       expect.stringMatching(/^\(\d \(\d the\) \(\d \(\d movie\) \(\d \(\d is\) \(\d \(\d not\) \(\d good\)\)\)\)\)$/),
       expect.stringMatching(/^\(\d \(\d the\) /),
     ]);
+    // Parentheses in plain text come out as SST's -LRB- and -RRB-, so the PTB output parses back.
+    fs.writeFileSync(text, 'a good ( great ) movie\n');
+    const parens = rntn('predict', '--model', out, '--text', text);
+    expect(parens.stdout).toMatch(/^\(\d \(\d a\) \(\d \(\d good\) \(\d \(\d -LRB-\) \(\d \(\d great\) \(\d \(\d -RRB-\) \(\d movie\)\)\)\)\)\)\n$/);
+    const ptb = path.join(tmp, 'parens.ptb');
+    fs.writeFileSync(ptb, parens.stdout);
+    expect(rntn('eval', '--model', out, '--trees', ptb).status).toBe(0);
   });
 
   it('a resumed run keeps its checkpoint\'s settings and data, whatever the flags say', () => {

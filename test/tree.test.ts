@@ -265,6 +265,13 @@ describe('formatTree and the walkers', () => {
     expect(formatTree(tree, (node) => (isLeaf(node) ? 1 : 4))).toBe('(4 (1 a) (4 (1 b) (1 c)))');
   });
 
+  it('refuses a word it cannot write as a PTB leaf (a tree built in code), and writes a non-breaking space', () => {
+    for (const word of ['(', 'a)b', 'two words', 'tab\there', '']) {
+      expect(() => formatTree({ label: 2, word }), JSON.stringify(word)).toThrow(/cannot write the word .* in PTB form/);
+    }
+    expect(formatTree({ label: 2, word: '8\u00a01\\/2' })).toBe('(2 8\u00a01\\/2)');
+  });
+
   it('lists leaves left to right and counts nodes', () => {
     expect(leaves(tree).map((l) => `${l.label}:${l.word}`)).toEqual(['2:a', '1:b', '0:c']);
     expect(countNodes(tree)).toEqual({ leaves: 3, internal: 2 });
