@@ -85,6 +85,30 @@ function readTreeFile(file: string, options?: Parameters<typeof readTrees>[1]): 
   return trees;
 }
 
+/**
+ * Checks a command's output files before its work: each must be writable
+ * (checkWritable) and none may be one of its inputs — `rntn train --train
+ * data.txt --out data.txt` would replace the treebank with a model, `--log`
+ * would append JSON to it. Outputs are [flag, file, what it is], inputs
+ * [flag, file]; absent (undefined) files are skipped.
+ */
+function checkOutputs(outputs: [string, string | undefined, string][], inputs: [string, string | undefined][]): void {
+  const real = (file: string) => {
+    try {
+      return fs.realpathSync(file);
+    } catch {
+      return undefined; // not there (yet): it cannot be an existing input
+    }
+  };
+  for (const [flag, file, what] of outputs) {
+    if (file === undefined) continue;
+    const target = real(file);
+    const input = target === undefined ? undefined : inputs.find(([, f]) => f !== undefined && real(f) === target);
+    if (input) throw new Error(`${flag} ${file} is also ${input[0]}: writing it would destroy an input`);
+    checkWritable(file, what);
+  }
+}
+
 /** Runs a command body, turning any error into a message on stderr and exit status 1. */
 function action<A extends unknown[]>(name: string, body: (...args: A) => void | Promise<void>) {
   return async (...args: A) => {
@@ -118,7 +142,7 @@ export function buildProgram(): Command {
         if (opts.precision !== 'float32' && opts.precision !== 'float64') {
           throw new Error(`--precision must be float32 or float64, got ${JSON.stringify(opts.precision)}`);
         }
-        checkWritable(opts.out, 'the gradient');
+        checkOutputs([['--out', opts.out, 'the gradient']], [['--model', opts.model], ['--trees', opts.trees]]);
         const model = loadModel(opts.model);
         const trees = readTreeFile(opts.trees, { classes: model.config.classes });
         const result = opts.precision === 'float64' ? lossAndGradient(model, trees, 'float64') : lossAndGradient(model, trees);
@@ -225,8 +249,14 @@ export function buildProgram(): Command {
           process.stderr.write(`no --train given: training on the generated sentiment treebank (${splits.train.length} train, ${splits.dev.length} dev trees)\n`);
         }
         // Before training, not after it: a run of hours must not end in a failed write.
-        checkWritable(opts.out, 'the model');
-        if (opts.log) checkWritable(opts.log, 'the training log');
+        const inputs: [string, string | undefined][] = [['--train', opts.train], ['--dev', opts.dev], ['--resume', opts.resume], ...(opts.teacher ?? []).map((t): [string, string] => ['--teacher', t])];
+        checkOutputs(
+          [
+            ['--out', opts.out, 'the model'],
+            ['--log', opts.log, 'the training log'],
+          ],
+          inputs,
+        );
         const options: TrainOptions = {
           ...DEFAULT_TRAIN_OPTIONS,
           dim: opts.dim,

@@ -272,6 +272,19 @@ describe('rntn train, eval and predict', () => {
       expect(run.stderr).not.toMatch(/epoch 1/);
     }
     expect(fs.existsSync(path.join(tmp, 'm5'))).toBe(false);
+    // An output that is one of the inputs (here through a symbolic link) is refused before anything is written.
+    const copy = path.join(tmp, 'copy.txt');
+    fs.copyFileSync(treesPath, copy);
+    fs.symlinkSync(copy, path.join(tmp, 'link.txt'));
+    for (const flags of [['--out', copy], ['--out', path.join(tmp, 'm6'), '--log', copy]]) {
+      const run = rntn('train', '--train', path.join(tmp, 'link.txt'), '--epochs', '1', ...flags);
+      expect(run.status, flags.join(' ')).toBe(1);
+      expect(run.stderr).toContain(`${flags[flags.length - 2]} ${copy} is also --train: writing it would destroy an input`);
+    }
+    expect(fs.readFileSync(copy).equals(fs.readFileSync(treesPath))).toBe(true);
+    const gradOverModel = rntn('grad', '--model', modelPath, '--trees', treesPath, '--out', modelPath);
+    expect(gradOverModel.status).toBe(1);
+    expect(gradOverModel.stderr).toContain(`--out ${modelPath} is also --model`);
     const distillWeight = rntn('train', '--distill-weight', '1.5');
     expect(distillWeight.status).not.toBe(0);
     expect(distillWeight.stderr).toMatch(/--distill-weight.*number in \[0, 1\]/);
