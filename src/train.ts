@@ -25,7 +25,7 @@ import { checkWritable, removeStaleTemporaries, writeFileAtomic } from './files'
 import { loadModel } from './model-file';
 import { ensembleClasses, ensembleProbabilities } from './predict';
 import { decodeSafetensors, encodeSafetensors } from './safetensors';
-import { formatTree, type TreeNode } from './tree';
+import { isLeaf, type TreeNode } from './tree';
 import { Vocabulary } from './vocab';
 
 export interface Regularisation {
@@ -294,14 +294,25 @@ interface TrainerState {
 
 /**
  * A treebank's identity for a checkpoint: its tree count and the SHA-256 of
- * its trees in PTB form, one a line. A resumed run replays the epoch's
- * shuffle and position over the trees it is given, so other trees (another
- * file, the same file edited) would not continue the run but start a
- * different one from its middle.
+ * its trees, each written as PTB with its words JSON-quoted (so that any
+ * word a tree built in code may hold is unambiguous), one a line. A resumed
+ * run replays the epoch's shuffle and position over the trees it is given,
+ * so other trees (another file, the same file edited) would not continue the
+ * run but start a different one from its middle.
  */
 function treebankPrint(trees: readonly TreeNode[]): string {
   const hash = createHash('sha256');
-  for (const tree of trees) hash.update(formatTree(tree) + '\n');
+  for (const tree of trees) {
+    // Iterative, as formatTree: trees may be far deeper than the call stack.
+    const stack: (TreeNode | string)[] = [tree];
+    while (stack.length > 0) {
+      const item = stack.pop()!;
+      if (typeof item === 'string') hash.update(item);
+      else if (isLeaf(item)) hash.update(`(${item.label} ${JSON.stringify(item.word)})`);
+      else stack.push(')', item.right, ' ', item.left, `(${item.label} `);
+    }
+    hash.update('\n');
+  }
   return `${trees.length} trees, sha256 ${hash.digest('hex').slice(0, 16)}`;
 }
 

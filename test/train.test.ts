@@ -82,6 +82,14 @@ describe('train', () => {
     expect(encodeModel(a.model).equals(encodeModel(b.model))).toBe(true);
   });
 
+  it('trains and checkpoints trees built in code whatever their words, PTB-writable or not', async () => {
+    const odd = [{ label: 3, left: { label: 2, word: '(' }, right: { label: 4, word: 'two words' } }, ...trainTrees.slice(0, 20)];
+    const dir = path.join(tmp, 'odd-words');
+    const run = await train(odd, undefined, { ...small, minCount: 1, epochs: 1, checkpointDir: dir });
+    expect(run.model.vocab.words).toContain('two words');
+    await expect(train(odd, undefined, { ...small, epochs: 2 }, {}, path.join(dir, CHECKPOINT_FILE))).resolves.toMatchObject({ epochs: 2 });
+  });
+
   it('refuses options it would misread, each with a message naming it', async () => {
     const bad: [Partial<TrainOptions>, RegExp][] = [
       [{ epochs: -1 }, /epochs must be an integer >= 0, got -1/],
