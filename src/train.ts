@@ -303,15 +303,17 @@ interface TrainerState {
 function treebankPrint(trees: readonly TreeNode[]): string {
   const hash = createHash('sha256');
   for (const tree of trees) {
-    // Iterative, as formatTree: trees may be far deeper than the call stack.
+    // Iterative, as formatTree: trees may be far deeper than the call stack. One update a tree (~0.15 s for SST train).
+    const parts: string[] = [];
     const stack: (TreeNode | string)[] = [tree];
     while (stack.length > 0) {
       const item = stack.pop()!;
-      if (typeof item === 'string') hash.update(item);
-      else if (isLeaf(item)) hash.update(`(${item.label} ${JSON.stringify(item.word)})`);
+      if (typeof item === 'string') parts.push(item);
+      else if (isLeaf(item)) parts.push(`(${item.label} ${JSON.stringify(item.word)})`);
       else stack.push(')', item.right, ' ', item.left, `(${item.label} `);
     }
-    hash.update('\n');
+    parts.push('\n');
+    hash.update(parts.join(''));
   }
   return `${trees.length} trees, sha256 ${hash.digest('hex').slice(0, 16)}`;
 }
