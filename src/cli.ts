@@ -171,7 +171,8 @@ export function buildProgram(): Command {
       action('gradcheck', (opts: { model?: string; trees?: string; maxTrees: number; samples: number; dim: number; seed: number; step: number; json?: boolean }) => {
         if ((opts.model === undefined) !== (opts.trees === undefined)) throw new Error('--model and --trees go together');
         const runs: { name: string; model: Model; trees: TreeNode[] }[] = [];
-        if (opts.model && opts.trees) {
+        // `!== undefined`, not truthiness, for file flags here and below: `--trees ''` is a missing file, not no flag.
+        if (opts.model !== undefined && opts.trees !== undefined) {
           const model = loadModel(opts.model);
           runs.push({ name: opts.model, model, trees: readTreeFile(opts.trees, { classes: model.config.classes }).slice(0, opts.maxTrees) });
         } else {
@@ -237,13 +238,13 @@ export function buildProgram(): Command {
       action('train', async (opts: TrainFlags) => {
         let trainTrees: TreeNode[];
         let devTrees: TreeNode[] | undefined;
-        if (opts.train) {
+        if (opts.train !== undefined) {
           trainTrees = readTreeFile(opts.train);
-          devTrees = opts.dev ? readTreeFile(opts.dev) : undefined;
+          devTrees = opts.dev !== undefined ? readTreeFile(opts.dev) : undefined;
         } else {
-          if (opts.dev) throw new Error('--dev needs --train');
+          if (opts.dev !== undefined) throw new Error('--dev needs --train');
           // A resumed run must continue on the treebank it started on, generated from its own seed.
-          const splits = syntheticSplits(opts.resume ? checkpointOptions(opts.resume).seed : opts.seed);
+          const splits = syntheticSplits(opts.resume !== undefined ? checkpointOptions(opts.resume).seed : opts.seed);
           trainTrees = splits.train;
           devTrees = splits.dev;
           process.stderr.write(`no --train given: training on the generated sentiment treebank (${splits.train.length} train, ${splits.dev.length} dev trees)\n`);
@@ -303,7 +304,7 @@ export function buildProgram(): Command {
               onProgress: report.progress,
               onEpoch: (record) => {
                 report.epoch(record);
-                if (opts.log) fs.appendFileSync(opts.log, JSON.stringify(record) + '\n');
+                if (opts.log !== undefined) fs.appendFileSync(opts.log, JSON.stringify(record) + '\n');
               },
             },
             opts.resume,
@@ -354,7 +355,7 @@ export function buildProgram(): Command {
         if ((opts.trees === undefined) === (opts.text === undefined)) throw new Error('give exactly one of --trees and --text');
         const models = opts.model.map((file) => loadModel(file));
         let trees: TreeNode[];
-        if (opts.trees) {
+        if (opts.trees !== undefined) {
           // A filter: no trees in, no predictions out (readTreeFile would refuse an empty file).
           trees = readTrees(opts.trees, { classes: models[0].config.classes });
         } else {
@@ -493,5 +494,10 @@ function randomProblem(dim: number, leaf: LeafActivation, seed: number, count: n
 }
 
 if (require.main === module) {
+  // A reader that stops early (`rntn predict … | head`) closes the pipe: end quietly, as Unix tools do, not with an EPIPE stack trace.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    process.exit(0);
+  });
   buildProgram().parseAsync(process.argv);
 }

@@ -119,6 +119,7 @@ export function readFileNamed(file: string, what: string): Buffer {
  * would otherwise be lost when the write fails at the end.
  */
 export function checkWritable(file: string, what: string): void {
+  if (file === '') throw new Error(`cannot write ${what}: the file name is empty`);
   const dir = path.dirname(path.resolve(file));
   let isDirectory = false;
   try {

@@ -21,7 +21,7 @@ import { Model, type LeafActivation } from './model';
 import { native, nativeDims } from './native';
 import { SLOTS, TrainingPool, type UpdateConfig } from './pool';
 import { Random } from './random';
-import { checkWritable, removeStaleTemporaries, writeFileAtomic } from './files';
+import { checkWritable, readFileNamed, removeStaleTemporaries, writeFileAtomic } from './files';
 import { loadModel } from './model-file';
 import { ensembleClasses, ensembleProbabilities } from './predict';
 import { decodeSafetensors, encodeSafetensors } from './safetensors';
@@ -340,7 +340,8 @@ export async function train(
   let targets: Float32Array | undefined;
   let state: TrainerState;
   const data = { train: treebankPrint(trainTrees), dev: devTrees && devTrees.length > 0 ? treebankPrint(devTrees) : undefined };
-  if (resume) {
+  // `!== undefined`: an empty path is a file that cannot be read, not a fresh run.
+  if (resume !== undefined) {
     const restored = readCheckpoint(resume);
     model = restored.model;
     history = restored.history;
@@ -623,6 +624,8 @@ function checkTrainOptions(o: TrainOptions): void {
   // ε > 0: a coordinate whose gradient has always been 0 would otherwise step by 0 / 0.
   finite('adagradEpsilon', o.adagradEpsilon, true);
   for (const group of ['W', 'V', 'Ws', 'L'] as const) finite(`lambda.${group}`, o.lambda?.[group], false);
+  // '' would read as "no checkpoints" below, silently.
+  if (o.checkpointDir === '') fail('checkpointDir', 'a directory path or absent', o.checkpointDir);
   const dropout = o.dropout ?? 0;
   if (!(dropout >= 0 && dropout < 1)) fail('dropout', 'a rate in [0, 1)', dropout);
 }
@@ -742,7 +745,7 @@ function readCheckpoint(file: string): {
   options: TrainOptions;
   state: TrainerState;
 } {
-  const { tensors, metadata } = decodeSafetensors(fs.readFileSync(file), file);
+  const { tensors, metadata } = decodeSafetensors(readFileNamed(file, 'checkpoint'), file);
   if (metadata.format !== CHECKPOINT_FORMAT) throw new Error(`${file}: not an rntn checkpoint (format ${JSON.stringify(metadata.format)}, expected ${CHECKPOINT_FORMAT})`);
   const parse = <T>(key: string): T => {
     try {

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -203,6 +203,18 @@ describe('rntn train, eval and predict', () => {
     expect(rntn('eval', '--model', out, '--trees', ptb).status).toBe(0);
   });
 
+  it('ends quietly, with status 0, when its reader closes the pipe early (rntn predict … | head)', async () => {
+    const many = path.join(tmp, 'many.txt');
+    fs.writeFileSync(many, randomTrees(11, 3000, ['*UNK*', 'good', 'bad', 'not'], 5, 12).map((t) => formatTree(t)).join('\n') + '\n');
+    const child = spawn(process.execPath, [cli, 'predict', '--model', out, '--trees', many, '--format', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.stdout.once('data', () => child.stdout.destroy()); // the reader goes away after its first chunk
+    const code = await new Promise((resolve) => child.on('close', resolve));
+    expect(stderr).not.toMatch(/EPIPE|\n\s+at /);
+    expect(code).toBe(0);
+  });
+
   it('a resumed run keeps its checkpoint\'s settings and data, whatever the flags say', () => {
     const run = (...args: string[]) => spawnSync(process.execPath, [cli, 'train', '--threads', '1', ...args], { encoding: 'utf8', cwd: tmp });
     const whole = path.join(tmp, 'whole.safetensors');
@@ -244,6 +256,16 @@ describe('rntn train, eval and predict', () => {
       expect(blank.stderr, flag).toMatch(new RegExp(`${flag}.*empty value`));
     }
     expect(fs.existsSync(path.join(tmp, 'blank'))).toBe(false);
+    // An empty path is a file that cannot be read or written, never "flag absent": --train '' used to train on the generated treebank.
+    for (const flags of [['--train', ''], ['--train', treesPath, '--dev', ''], ['--train', treesPath, '--log', ''], ['--train', treesPath, '--resume', ''], ['--train', treesPath, '--checkpoint-dir', '']]) {
+      const run = rntn('train', '--epochs', '1', '--out', path.join(tmp, 'm7'), ...flags);
+      expect(run.status, flags.join(' ')).toBe(1);
+      expect(run.stderr, flags.join(' ')).toMatch(/cannot read trees from : no such file|the file name is empty|cannot read checkpoint from : no such file|checkpointDir must be a directory path/);
+    }
+    expect(fs.existsSync(path.join(tmp, 'm7'))).toBe(false);
+    const blankTrees = rntn('gradcheck', '--model', modelPath, '--trees', '');
+    expect(blankTrees.status).toBe(1);
+    expect(blankTrees.stderr).toContain('cannot read trees from : no such file');
     // A named file with no trees is refused, not read as "no dev set" or scored as 0 of 0.
     const empty = path.join(tmp, 'empty.txt');
     fs.writeFileSync(empty, '\n\n');
