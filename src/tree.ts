@@ -395,9 +395,11 @@ export function readTrees(path: string, options?: Omit<ParseOptions, 'source'>):
 
 /**
  * PTB form with single spaces, the inverse of parseTree on canonical input.
- * `labelOf` lets callers write predicted labels instead of the gold ones.
+ * `labelOf` lets callers write predicted labels instead of the gold ones;
+ * `wordOf` writes each word another way (e.g. JSON-quoted, for a form that
+ * any word fits but that is not PTB), instead of verbatim.
  */
-export function formatTree(tree: TreeNode, labelOf?: (node: TreeNode) => number): string {
+export function formatTree(tree: TreeNode, labelOf?: (node: TreeNode) => number, wordOf?: (word: string) => string): string {
   const parts: string[] = [];
   // A pending item is a node to write or a literal piece of text.
   const stack: (TreeNode | string)[] = [tree];
@@ -409,6 +411,10 @@ export function formatTree(tree: TreeNode, labelOf?: (node: TreeNode) => number)
     }
     const label = labelOf ? labelOf(item) : item.label;
     if (isLeaf(item)) {
+      if (wordOf) {
+        parts.push(`(${label} ${wordOf(item.word)})`);
+        continue;
+      }
       // parseTree never makes such a word; a tree built in code can, and its PTB form would not parse back.
       // ASCII whitespace only, as the reader splits: SST has a token with a non-breaking space inside.
       if (item.word === '' || /[() \t\n\r\f\v]/.test(item.word)) {
