@@ -286,6 +286,16 @@ export function buildProgram(): Command {
           shards: opts.shards,
         };
         process.stderr.write(`${describeBlas()}\n`);
+        // The pool starts no more workers than a minibatch has shards (src/pool.ts). On a
+        // many-core server the default threads (all cores) exceed the default shards, and
+        // a user should learn it before a long run, not from a profiler. A resumed run
+        // takes its shards from the checkpoint, whose first run said this already.
+        if (opts.resume === undefined && opts.threads > opts.shards) {
+          process.stderr.write(
+            `note: training on ${opts.shards} worker threads, not ${opts.threads}: a minibatch's ${opts.shards} shards (--shards) are ` +
+              `the most that threads can share; more shards let more threads help (the same seed then gives another model)\n`,
+          );
+        }
         const report = progressReporter(opts.epochs);
         const controller = new AbortController();
         const onSigint = () => {

@@ -217,7 +217,7 @@ export interface Progress {
 export interface TrainHooks {
   onEpoch?(record: EpochRecord): void;
   onProgress?(progress: Progress): void;
-  /** Aborting stops training after the batches in flight (at most two), writing a checkpoint first. */
+  /** Aborting stops training after the batches in flight (at most SLOTS = 8), writing a checkpoint first. */
   signal?: AbortSignal;
 }
 

@@ -118,6 +118,17 @@ describe('rntn train, eval and predict', () => {
     }
   });
 
+  it('train says so when --threads exceeds --shards, which caps the worker threads', () => {
+    const run = (threads: string) => {
+      const file = path.join(tmp, `capped-${threads}.safetensors`);
+      const r = rntn('train', '--train', treesPath, '--epochs', '1', '--dim', '4', '--threads', threads, '--shards', '2', '--out', file);
+      expect(r.status, r.stderr).toBe(0);
+      return r.stderr;
+    };
+    expect(run('3')).toMatch(/note: training on 2 worker threads, not 3: a minibatch's 2 shards/);
+    expect(run('2')).not.toMatch(/note:/);
+  });
+
   it('train --teacher distils from models: recorded in the model file, weight 0 is plain training', () => {
     const run = (name: string, ...extra: string[]) => {
       const file = path.join(tmp, name);
