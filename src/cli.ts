@@ -15,7 +15,7 @@ import { loadModel, saveModel } from './model-file';
 import { describeBlas } from './native';
 import { binarize, formatPredictionJson, formatPredictionPtb, predictEnsemble, tokenize } from './predict';
 import { Random } from './random';
-import { checkWritable, writeFileAtomic } from './files';
+import { checkWritable, readFileNamed, writeFileAtomic } from './files';
 import { encodeSafetensors, type TensorInput } from './safetensors';
 import { randomTrees, syntheticSplits } from './synthetic';
 import { checkpointOptions, DEFAULT_DISTILL_WEIGHT, DEFAULT_TRAIN_OPTIONS, train, type EpochRecord, type Progress, type TrainOptions, type TrainResult } from './train';
@@ -300,7 +300,7 @@ export function buildProgram(): Command {
         const controller = new AbortController();
         const onSigint = () => {
           report.stop();
-          process.stderr.write('interrupted: stopping after this batch' + (options.checkpointDir ? ' and writing a checkpoint' : '') + '\n');
+          process.stderr.write('interrupted: stopping after the batches in flight' + (options.checkpointDir ? ' and writing a checkpoint' : '') + '\n');
           controller.abort();
         };
         process.once('SIGINT', onSigint);
@@ -369,8 +369,8 @@ export function buildProgram(): Command {
           // A filter: no trees in, no predictions out (readTreeFile would refuse an empty file).
           trees = readTrees(opts.trees, { classes: models[0].config.classes });
         } else {
-          trees = fs
-            .readFileSync(opts.text!, 'utf8')
+          trees = readFileNamed(opts.text!, 'text')
+            .toString('utf8')
             .split('\n')
             .map(tokenize)
             .filter((tokens) => tokens.length > 0)

@@ -457,6 +457,11 @@ export async function train(
       let epochNodes = 0;
       let epochSentences = 0;
       let epochSeconds = 0;
+      // Wall time from here, the event-loop turns between batches included
+      // (summing each batch's own interval left them out: ~1 % more sentences/s
+      // than the clock on the wall).
+      const epochStarted = process.hrtime.bigint();
+      const secondsBefore = state.seconds;
       // The pool runs up to SLOTS batches ahead: later batches are posted
       // before batch b's result is awaited, so the workers go from one to the
       // next without waiting for this thread. A stop (time, Ctrl-C) therefore
@@ -478,7 +483,6 @@ export async function train(
         }
       };
       for (; state.batch < batches; state.batch++) {
-        const started = process.hrtime.bigint();
         postAhead();
         const { loss, nodes, gradientFinite } = await pool.finish();
         const diverged = (what: string) =>
@@ -492,9 +496,8 @@ export async function train(
         epochLoss += loss;
         epochNodes += nodes;
         epochSentences += treesIn(state.batch);
-        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-        epochSeconds += seconds;
-        state.seconds += seconds;
+        epochSeconds = Number(process.hrtime.bigint() - epochStarted) / 1e9;
+        state.seconds = secondsBefore + epochSeconds;
         hooks.onProgress?.({
           epoch: state.epoch + 1,
           batch: state.batch + 1,

@@ -118,6 +118,18 @@ describe('rntn train, eval and predict', () => {
     }
   });
 
+  it('writes byte-identical model files with 1, 2 and 3 threads', () => {
+    // The pool's test compares encoded models in memory; this is the whole command, file against file.
+    const files = ['1', '2', '3'].map((threads) => {
+      const file = path.join(tmp, `threads-${threads}.safetensors`);
+      const r = rntn('train', '--epochs', '3', '--dim', '8', '--seed', '5', '--threads', threads, '--out', file);
+      expect(r.status, r.stderr).toBe(0);
+      return fs.readFileSync(file);
+    });
+    expect(files[1].equals(files[0])).toBe(true);
+    expect(files[2].equals(files[0])).toBe(true);
+  });
+
   it('train says so when --threads exceeds --shards, which caps the worker threads', () => {
     const run = (threads: string) => {
       const file = path.join(tmp, `capped-${threads}.safetensors`);
@@ -245,6 +257,10 @@ describe('rntn train, eval and predict', () => {
     const missing = rntn('train', '--train', path.join(tmp, 'absent.txt'), '--out', path.join(tmp, 'm2'));
     expect(missing.status).toBe(1);
     expect(missing.stderr).toMatch(/absent\.txt/);
+    // predict --text read its file apart from the other commands and printed Node's raw ENOENT.
+    const missingText = rntn('predict', '--model', modelPath, '--text', path.join(tmp, 'absent.txt'));
+    expect(missingText.status).toBe(1);
+    expect(missingText.stderr).toMatch(/cannot read text from .*absent\.txt: no such file/);
     const badFlag = rntn('train', '--dim', 'zero');
     expect(badFlag.status).not.toBe(0);
     expect(badFlag.stderr).toMatch(/--dim.*positive integer/);

@@ -64,7 +64,11 @@ const TRAINING_STARTS = /^OpenBLAS kernel/;
  * `rntn train FLAGS [extra]` in `cwd`; SIGKILLed `killAfter` ms after
  * training starts if it is still running then.
  */
-function train(cwd: string, extra: string[] = [], options: { killAfter?: number; env?: NodeJS.ProcessEnv; nodeArgs?: string[] } = {}): Promise<Run> {
+function train(
+  cwd: string,
+  extra: string[] = [],
+  options: { killAfter?: number; interruptAtEpoch?: number; env?: NodeJS.ProcessEnv; nodeArgs?: string[] } = {},
+): Promise<Run> {
   fs.mkdirSync(cwd, { recursive: true });
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...(options.nodeArgs ?? []), cli, ...FLAGS, ...extra], {
@@ -93,6 +97,7 @@ function train(cwd: string, extra: string[] = [], options: { killAfter?: number;
         if (epoch && trainingStarted !== undefined) {
           run.epochs.push(Number(epoch[1]));
           run.epochAt.push(now - trainingStarted);
+          if (Number(epoch[1]) === options.interruptAtEpoch) child.kill('SIGINT'); // Ctrl-C
         }
         if (/^finished after/.test(line) && trainingStarted !== undefined) run.finishedAt = now - trainingStarted;
       }
@@ -296,4 +301,23 @@ fs.renameSync = function (from, to) {
       expect(fs.readFileSync(path.join(cwd, OUT)).equals(reference)).toBe(true);
     });
   }
+});
+
+describe('rntn train stopped with Ctrl-C (SIGINT)', () => {
+  it('stops after the batches in flight with status 130, leaving a checkpoint and the model so far; resuming ends with the same bytes', async () => {
+    const cwd = path.join(tmp, 'sigint');
+    const stopped = await train(cwd, [], { interruptAtEpoch: 1 });
+    expect(stopped.signal, stopped.stderr).toBeNull();
+    expect(stopped.code, stopped.stderr).toBe(130);
+    expect(stopped.stderr).toMatch(/interrupted: stopping after the batches in flight and writing a checkpoint/);
+    expect(stopped.stderr).toMatch(/interrupted after \d+ epochs; model written to model\.safetensors/);
+    expect(stopped.epochs.length, 'the run stopped long before its last epoch').toBeLessThan(EPOCHS);
+    // The model so far is a complete model file; the checkpoint holds where the run stopped, mid-epoch or not.
+    decodeSafetensors(fs.readFileSync(path.join(cwd, OUT)), OUT);
+    const state = JSON.parse(decodeSafetensors(fs.readFileSync(path.join(cwd, CKPT)), CKPT).metadata.state) as { epoch: number; batch: number };
+    expect(state.epoch).toBeGreaterThanOrEqual(1);
+    expect(state.epoch * 1000 + state.batch, 'the checkpoint is after epoch 1').toBeGreaterThan(1000);
+    await recover(cwd, state.epoch);
+    expect(fs.readFileSync(path.join(cwd, OUT)).equals(reference)).toBe(true);
+  });
 });
