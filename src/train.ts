@@ -200,8 +200,10 @@ export interface EpochRecord {
   /** How many epochs' parameters this epoch's model averages (TrainOptions.averageFrom); absent: its own. */
   averaged?: number;
   sentencesPerSecond: number;
-  /** Training wall time so far, in seconds (summed over resumes). */
+  /** Training time so far, in seconds: the epochs' batches, without dev evaluation or checkpoints (what maxMinutes counts; summed over resumes). */
   seconds: number;
+  /** Wall time since training began, in seconds, dev evaluation and checkpoints included (summed over resumes). */
+  wallSeconds: number;
 }
 
 export interface Progress {
@@ -282,6 +284,8 @@ interface TrainerState {
   /** The generator's state at the start of the current epoch: its shuffle is replayed on resume. */
   epochRng: number[];
   seconds: number;
+  /** EpochRecord.wallSeconds at the last epoch's end; absent in checkpoints from before session 14. */
+  wallSeconds?: number;
   bestScore: number;
   bestEpoch: number;
   evalsWithoutImprovement: number;
@@ -429,8 +433,13 @@ export async function train(
   let lastCheckpointEpoch = state.epoch;
   // The newest checkpoint of this run (or the one it resumed from): what a failure points the user to.
   let lastCheckpoint = resume;
+  // Wall time of the whole run, earlier processes' included (a resumed run starts from its checkpoint's).
+  const runStarted = process.hrtime.bigint();
+  const wallBefore = state.wallSeconds ?? 0;
+  const wallSeconds = () => wallBefore + Number(process.hrtime.bigint() - runStarted) / 1e9;
   const checkpoint = () => {
     if (!options.checkpointDir) return;
+    state.wallSeconds = wallSeconds();
     lastCheckpoint = path.join(options.checkpointDir, CHECKPOINT_FILE);
     writeCheckpoint(lastCheckpoint, model, adagrad.history, best, averageSum, targets, options, state);
   };
@@ -525,6 +534,7 @@ export async function train(
         loss: epochLoss / epochNodes,
         sentencesPerSecond: epochSentences / epochSeconds,
         seconds: state.seconds,
+        wallSeconds: 0, // set below, once the dev evaluation is done
       };
       if (averageFrom > 0 && state.epoch >= averageFrom) {
         if (!averageSum) {
@@ -555,6 +565,7 @@ export async function train(
           state.evalsWithoutImprovement++;
         }
       }
+      state.wallSeconds = record.wallSeconds = wallSeconds();
       state.records.push(record);
       hooks.onEpoch?.(record);
       if (state.epoch - lastCheckpointEpoch >= options.checkpointEvery) {

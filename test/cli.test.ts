@@ -113,7 +113,8 @@ describe('rntn train, eval and predict', () => {
     const records = fs.readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(records.map((r) => r.epoch)).toEqual([1, 2, 3]);
     for (const r of records) {
-      expect(Object.keys(r)).toEqual(expect.arrayContaining(['epoch', 'loss', 'dev', 'sentencesPerSecond', 'seconds']));
+      expect(Object.keys(r)).toEqual(expect.arrayContaining(['epoch', 'loss', 'dev', 'sentencesPerSecond', 'seconds', 'wallSeconds']));
+      expect(r.wallSeconds).toBeGreaterThan(r.seconds); // it includes the dev evaluations
       expect(r.dev.rootFine).toBeGreaterThanOrEqual(0);
     }
   });
