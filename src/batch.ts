@@ -1,5 +1,5 @@
 import type { Schedule } from './native';
-import type { TreeNode } from './tree';
+import { countNodes, type TreeNode } from './tree';
 import type { Vocabulary } from './vocab';
 
 /** A schedule plus what the trainer needs from it. */
@@ -104,7 +104,8 @@ export class TreeTable implements TreeTableData {
     let total = 0;
     const counts: number[] = [];
     for (const tree of trees) {
-      const n = countNodes(tree);
+      const { leaves, internal } = countNodes(tree);
+      const n = leaves + internal;
       counts.push(n);
       total += n;
     }
@@ -239,17 +240,6 @@ export class TreeTable implements TreeTableData {
     }
     return schedule;
   }
-}
-
-function countNodes(tree: TreeNode): number {
-  let n = 0;
-  const stack = [tree];
-  while (stack.length > 0) {
-    const node = stack.pop()!;
-    n++;
-    if ('left' in node) stack.push(node.left, node.right);
-  }
-  return n;
 }
 
 /** The distinct values, ascending. */

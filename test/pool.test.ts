@@ -9,6 +9,7 @@ import { TreeTable } from '../src/batch';
 import { Model } from '../src/model';
 import { createWorkspace, nativeDims } from '../src/native';
 import { denseShares, TrainingPool, updateShare, type UpdateConfig } from '../src/pool';
+import { parseTrees } from '../src/tree';
 import { Vocabulary } from '../src/vocab';
 import { AdaGrad, DEFAULT_TRAIN_OPTIONS, splitIntoShards, train, updateConfig, type TrainOptions } from '../src/train';
 
@@ -75,6 +76,28 @@ describe('multi-threaded training', () => {
       expect(result.loss).toBeGreaterThan(0);
     } finally {
       await p.close();
+    }
+  });
+
+  it('reports a non-finite gradient even when the loss is finite', async () => {
+    // One-word sentences use no V: a NaN there leaves the loss finite, but V's step (λ_V·θ) is NaN.
+    const trees = parseTrees('(3 good)\n(1 bad)\n(4 good)\n');
+    const vocab = Vocabulary.fromTrees(trees);
+    const model = Model.create(vocab, { dim: 4, seed: 1 });
+    const shared = (n: number) => new Float32Array(new SharedArrayBuffer(4 * n));
+    const params = shared(model.params.length);
+    params.set(model.params);
+    params[model.layout.offsets.V + 5] = NaN;
+    const update = updateConfig(model, { V: 0.3, W: 1e-3, Ws: 1e-4, L: 1e-4 }, { history: shared(params.length), epsilon: 1e-3 });
+    const table = TreeTable.fromTrees(trees, vocab, { shared: true }).data;
+    const pool = new TrainingPool({ threads: 2, params, grads: [shared(params.length), shared(params.length)], table, dims: nativeDims(model), update, batchSize: 3 });
+    try {
+      pool.post([Int32Array.of(0, 1), Int32Array.of(2)], { scale: 1 / 3, learningRate: 0.01 });
+      const result = await pool.finish();
+      expect(Number.isFinite(result.loss)).toBe(true);
+      expect(result.gradientFinite).toBe(false);
+    } finally {
+      await pool.close();
     }
   });
 
