@@ -235,7 +235,8 @@ export function buildProgram(): Command {
     .option('--threads <n>', 'worker threads (default: available cores); the result does not depend on it', positiveInt, d.threads)
     .option('--shards <n>', 'gradient shards per minibatch: fixes the arithmetic and caps useful threads (2 trains fastest on 2 cores)', positiveInt, d.shards)
     .action(
-      action('train', async (opts: TrainFlags) => {
+      action('train', async (opts: TrainFlags, command: Command) => {
+        const resumed = opts.resume !== undefined ? checkpointOptions(opts.resume) : undefined;
         let trainTrees: TreeNode[];
         let devTrees: TreeNode[] | undefined;
         if (opts.train !== undefined) {
@@ -244,7 +245,7 @@ export function buildProgram(): Command {
         } else {
           if (opts.dev !== undefined) throw new Error('--dev needs --train');
           // A resumed run must continue on the treebank it started on, generated from its own seed.
-          const splits = syntheticSplits(opts.resume !== undefined ? checkpointOptions(opts.resume).seed : opts.seed);
+          const splits = syntheticSplits(resumed?.seed ?? opts.seed);
           trainTrees = splits.train;
           devTrees = splits.dev;
           process.stderr.write(`no --train given: training on the generated sentiment treebank (${splits.train.length} train, ${splits.dev.length} dev trees)\n`);
@@ -285,6 +286,21 @@ export function buildProgram(): Command {
           threads: opts.threads,
           shards: opts.shards,
         };
+        const given = (flag: string) => command.getOptionValueSource(flag) === 'cli';
+        // Both count dev evaluations: without a dev set they would do nothing, silently.
+        if (devTrees === undefined) {
+          for (const [flag, name] of [['patience', '--patience'], ['evalEvery', '--eval-every']]) {
+            if (given(flag)) throw new Error(`${name} counts dev evaluations: it needs --dev`);
+          }
+        }
+        if (resumed) {
+          // A user who adds --resume to the command that started the run repeats its flags: only those
+          // that differ from the run's own are news.
+          const ignored = RESUMED_SETTINGS.filter(([flag, of]) => given(flag) && JSON.stringify(of(options)) !== JSON.stringify(of(resumed))).map(
+            ([flag, of]) => `${command.options.find((o) => o.attributeName() === flag)!.long} ${JSON.stringify(of(options))} (the run's: ${JSON.stringify(of(resumed))})`,
+          );
+          if (ignored.length > 0) process.stderr.write(`note: a resumed run keeps the settings it started with; ignoring ${ignored.join(', ')}\n`);
+        }
         process.stderr.write(`${describeBlas()}\n`);
         // The pool starts no more workers than a minibatch has shards (src/pool.ts). On a
         // many-core server the default threads (all cores) exceed the default shards, and
@@ -426,6 +442,37 @@ interface TrainFlags {
   threads: number;
   shards: number;
 }
+
+/**
+ * The flags whose settings a resumed run takes from its checkpoint (train():
+ * only the stopping rules, the threads and the checkpoint directory come
+ * from the command line), each with the setting it makes.
+ */
+const RESUMED_SETTINGS: [flag: keyof TrainFlags, of: (o: TrainOptions) => unknown][] = [
+  ['dim', (o) => o.dim],
+  ['batch', (o) => o.batchSize],
+  ['lr', (o) => o.learningRate],
+  ['lrDropEpoch', (o) => o.learningRateDrop?.epoch ?? 0],
+  ['lrDropFactor', (o) => o.learningRateDrop?.factor],
+  ['adagradReset', (o) => o.adagradResetEpochs],
+  ['lambdaW', (o) => o.lambda.W],
+  ['lambdaV', (o) => o.lambda.V],
+  ['lambdaWs', (o) => o.lambda.Ws],
+  ['lambdaL', (o) => o.lambda.L],
+  ['dropout', (o) => o.dropout ?? 0],
+  ['rootWeight', (o) => o.rootWeight ?? 1],
+  ['polarityWeight', (o) => o.polarityWeight ?? 0],
+  ['rootPolarityWeight', (o) => o.rootPolarityWeight ?? o.polarityWeight ?? 0],
+  ['averageFrom', (o) => o.averageFrom ?? 0],
+  ['teacher', (o) => o.distill?.teachers],
+  ['distillWeight', (o) => o.distill?.weight],
+  ['leaf', (o) => o.leaf],
+  ['seed', (o) => o.seed],
+  ['minCount', (o) => o.minCount],
+  ['evalEvery', (o) => o.evalEvery],
+  ['checkpointEvery', (o) => o.checkpointEvery],
+  ['shards', (o) => o.shards],
+];
 
 /** The dev figures the training log lines print. */
 function devFigures(m: Pick<Metrics, 'rootFine' | 'allFine' | 'rootBinary'>): string {

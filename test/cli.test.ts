@@ -254,6 +254,27 @@ describe('rntn train, eval and predict', () => {
     expect([training.dim, training.seed, training.epochsRun]).toEqual([5, 5, 3]);
   });
 
+  it('--resume names the flags that differ from the run it continues (they are ignored), not the ones repeated', () => {
+    const dir = path.join(tmp, 'resume-note');
+    fs.mkdirSync(dir);
+    const run = (...args: string[]) => spawnSync(process.execPath, [cli, 'train', '--dim', '4', '--threads', '1', ...args], { encoding: 'utf8', cwd: dir });
+    expect(run('--epochs', '1', '--lr', '0.02', '--checkpoint-dir', 'ck').status).toBe(0);
+    const same = run('--epochs', '2', '--lr', '0.02', '--resume', 'ck/checkpoint.safetensors');
+    expect(same.status, same.stderr).toBe(0);
+    expect(same.stderr).not.toMatch(/note:/);
+    const other = run('--epochs', '3', '--lr', '0.5', '--lambda-v', '1', '--resume', 'ck/checkpoint.safetensors');
+    expect(other.status, other.stderr).toBe(0);
+    expect(other.stderr).toMatch(/note: a resumed run keeps the settings it started with; ignoring --lr 0.5 \(the run's: 0.02\), --lambda-v 1 \(the run's: 0.3\)\n/);
+  });
+
+  it('refuses --patience and --eval-every without a dev set, which they count evaluations of', () => {
+    for (const flag of [['--patience', '2'], ['--eval-every', '2']]) {
+      const r = rntn('train', '--train', treesPath, '--epochs', '1', '--dim', '4', ...flag, '--out', path.join(tmp, 'nodev.safetensors'));
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain(`${flag[0]} counts dev evaluations: it needs --dev`);
+    }
+  });
+
   it('gives a message and a non-zero exit for missing files, bad flags and malformed trees', () => {
     const missing = rntn('train', '--train', path.join(tmp, 'absent.txt'), '--out', path.join(tmp, 'm2'));
     expect(missing.status).toBe(1);
