@@ -12,7 +12,7 @@ import { evaluateEnsemble, formatMetrics, pct, type Metrics } from './evaluate';
 import { gradientCheck, lossAndGradient, type GroupCheck } from './gradient';
 import { Model, TENSOR_NAMES, type LeafActivation } from './model';
 import { loadModel, saveModel } from './model-file';
-import { describeBlas } from './native';
+import { blasInfo, describeBlas } from './native';
 import { binarize, formatPredictionJson, formatPredictionPtb, predictEnsemble, tokenize } from './predict';
 import { Random } from './random';
 import { checkWritable, readFileNamed, writeFileAtomic } from './files';
@@ -301,7 +301,8 @@ export function buildProgram(): Command {
           );
           if (ignored.length > 0) process.stderr.write(`note: a resumed run keeps the settings it started with; ignoring ${ignored.join(', ')}\n`);
         }
-        process.stderr.write(`${describeBlas()}\n`);
+        // The pool sets OpenBLAS to one thread while it runs (src/pool.ts): a user's OPENBLAS_NUM_THREADS shows here but does not train.
+        process.stderr.write(`${describeBlas()}${blasInfo().threads !== 1 ? ', 1 in each worker while training' : ''}\n`);
         // The pool starts no more workers than a minibatch has shards (src/pool.ts). On a
         // many-core server the default threads (all cores) exceed the default shards, and
         // a user should learn it before a long run, not from a profiler. A resumed run
