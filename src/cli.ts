@@ -313,11 +313,16 @@ export function buildProgram(): Command {
               `the most that threads can share; more shards let more threads help (the same seed then gives another model)\n`,
           );
         }
+        // Where Ctrl-C leaves a checkpoint when the run writes none of its own: beside the model.
+        const abortCheckpointDir = opts.checkpointDir === undefined && opts.resume === undefined ? `${opts.out}.checkpoint` : undefined;
+        if (abortCheckpointDir !== undefined && fs.existsSync(abortCheckpointDir) && !fs.statSync(abortCheckpointDir).isDirectory()) {
+          throw new Error(`${abortCheckpointDir} is not a directory: it is where an interrupted run keeps its checkpoint (or give --checkpoint-dir)`);
+        }
         const report = progressReporter(opts.epochs);
         const controller = new AbortController();
         const onSigint = () => {
           report.stop();
-          process.stderr.write('interrupted: stopping after the batches in flight' + (options.checkpointDir ? ' and writing a checkpoint' : '') + '\n');
+          process.stderr.write('interrupted: stopping after the batches in flight and writing a checkpoint\n');
           controller.abort();
         };
         process.once('SIGINT', onSigint);
@@ -328,6 +333,7 @@ export function buildProgram(): Command {
             options,
             {
               signal: controller.signal,
+              abortCheckpointDir,
               onProgress: report.progress,
               onEpoch: (record) => {
                 report.epoch(record);
@@ -345,6 +351,7 @@ export function buildProgram(): Command {
           process.stderr.write(
             `${STOP_REASON[result.stoppedBy]} after ${result.epochs} epochs; model written to ${opts.out}` +
               (best ? `: dev ${devFigures(best)}` : '') +
+              (result.stoppedBy === 'interrupted' && result.checkpoint ? `; to continue: --resume ${result.checkpoint}` : '') +
               '\n',
           );
           if (result.stoppedBy === 'interrupted') process.exitCode = 130;

@@ -221,6 +221,12 @@ export interface TrainHooks {
   onProgress?(progress: Progress): void;
   /** Aborting stops training after the batches in flight (at most SLOTS = 8), writing a checkpoint first. */
   signal?: AbortSignal;
+  /**
+   * Where an aborted run writes its checkpoint when `checkpointDir` is unset
+   * (made then, not before): so that a run stopped by hand can be resumed
+   * even if it was started without checkpoints.
+   */
+  abortCheckpointDir?: string;
 }
 
 export interface TrainResult {
@@ -232,6 +238,8 @@ export interface TrainResult {
   stoppedBy: 'epochs' | 'time' | 'patience' | 'interrupted';
   bestDev?: Metrics;
   records: EpochRecord[];
+  /** The newest checkpoint this run wrote or resumed from, if any: what `resume` takes to continue it. */
+  checkpoint?: string;
 }
 
 /** Training stopped because the loss or gradient stopped being finite. */
@@ -419,17 +427,18 @@ export async function train(
   const update = updateConfig(model, options.lambda, adagrad);
 
   let stoppedBy: TrainResult['stoppedBy'] = 'epochs';
-  if (options.checkpointDir) {
-    // Made and checked before the first epoch: a bad directory fails the run now, not at its first checkpoint.
-    const file = path.join(options.checkpointDir, CHECKPOINT_FILE);
+  const makeCheckpointDir = (dir: string) => {
+    const file = path.join(dir, CHECKPOINT_FILE);
     try {
-      if (!fs.existsSync(options.checkpointDir)) fs.mkdirSync(options.checkpointDir, { recursive: true });
+      if (!fs.existsSync(dir)) fs.mkdirSync(dir, { recursive: true });
     } catch (e) {
-      throw new Error(`cannot write checkpoints to ${options.checkpointDir}: ${(e as Error).message}`, { cause: e });
+      throw new Error(`cannot write checkpoints to ${dir}: ${(e as Error).message}`, { cause: e });
     }
     checkWritable(file, 'checkpoints');
     removeStaleTemporaries(file);
-  }
+  };
+  // Made and checked before the first epoch: a bad directory fails the run now, not at its first checkpoint.
+  if (options.checkpointDir) makeCheckpointDir(options.checkpointDir);
   let lastCheckpointEpoch = state.epoch;
   // The newest checkpoint of this run (or the one it resumed from): what a failure points the user to.
   let lastCheckpoint = resume;
@@ -437,10 +446,10 @@ export async function train(
   const runStarted = process.hrtime.bigint();
   const wallBefore = state.wallSeconds ?? 0;
   const wallSeconds = () => wallBefore + Number(process.hrtime.bigint() - runStarted) / 1e9;
-  const checkpoint = () => {
-    if (!options.checkpointDir) return;
+  const checkpoint = (dir = options.checkpointDir) => {
+    if (!dir) return;
     state.wallSeconds = wallSeconds();
-    lastCheckpoint = path.join(options.checkpointDir, CHECKPOINT_FILE);
+    lastCheckpoint = path.join(dir, CHECKPOINT_FILE);
     writeCheckpoint(lastCheckpoint, model, adagrad.history, best, averageSum, targets, options, state);
   };
 
@@ -577,7 +586,10 @@ export async function train(
         break;
       }
     }
-    if (stoppedBy !== 'epochs' && stoppedBy !== 'patience') checkpoint();
+    if (stoppedBy === 'interrupted' && !options.checkpointDir && hooks.abortCheckpointDir) {
+      makeCheckpointDir(hooks.abortCheckpointDir);
+      checkpoint(hooks.abortCheckpointDir);
+    } else if (stoppedBy !== 'epochs' && stoppedBy !== 'patience') checkpoint();
     else if (state.epoch !== lastCheckpointEpoch) checkpoint();
   } finally {
     await pool.close();
@@ -586,7 +598,7 @@ export async function train(
   // The best epoch model on dev; without one, the last epoch's model (the running average once it has begun).
   const result = new Model(model.config, model.vocab, best ? Float32Array.from(best) : (average() ?? Float32Array.from(params)));
   const bestDev = devTrees && devTrees.length > 0 ? evaluate(result, devTrees) : undefined;
-  return { model: result, options, epochs: state.epoch, stoppedBy, bestDev, records: state.records };
+  return { model: result, options, epochs: state.epoch, stoppedBy, bestDev, records: state.records, checkpoint: lastCheckpoint };
 }
 
 /**

@@ -67,11 +67,11 @@ const TRAINING_STARTS = /^OpenBLAS kernel/;
 function train(
   cwd: string,
   extra: string[] = [],
-  options: { killAfter?: number; interruptAtEpoch?: number; env?: NodeJS.ProcessEnv; nodeArgs?: string[] } = {},
+  options: { killAfter?: number; interruptAtEpoch?: number; env?: NodeJS.ProcessEnv; nodeArgs?: string[]; flags?: string[] } = {},
 ): Promise<Run> {
   fs.mkdirSync(cwd, { recursive: true });
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), cli, ...FLAGS, ...extra], {
+    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), cli, ...(options.flags ?? FLAGS), ...extra], {
       cwd,
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -319,5 +319,26 @@ describe('rntn train stopped with Ctrl-C (SIGINT)', () => {
     expect(state.epoch * 1000 + state.batch, 'the checkpoint is after epoch 1').toBeGreaterThan(1000);
     await recover(cwd, state.epoch);
     expect(fs.readFileSync(path.join(cwd, OUT)).equals(reference)).toBe(true);
+  });
+
+  it('started without --checkpoint-dir, it leaves its checkpoint beside the model and says how to resume', async () => {
+    const cwd = path.join(tmp, 'sigint-no-dir');
+    const flags = FLAGS.filter((f, i) => f !== '--checkpoint-dir' && FLAGS[i - 1] !== '--checkpoint-dir');
+    const stopped = await train(cwd, [], { interruptAtEpoch: 1, flags });
+    expect(stopped.code, stopped.stderr).toBe(130);
+    const checkpoint = path.join(`${OUT}.checkpoint`, 'checkpoint.safetensors');
+    expect(stopped.stderr).toContain(`; to continue: --resume ${checkpoint}\n`);
+    const resumed = await train(cwd, ['--resume', checkpoint], { flags });
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.epochs[resumed.epochs.length - 1]).toBe(EPOCHS);
+    expect(fs.readFileSync(path.join(cwd, OUT)).equals(reference)).toBe(true);
+  });
+
+  it('a run that finishes leaves no checkpoint of its own behind', async () => {
+    const cwd = path.join(tmp, 'no-dir-finished');
+    const flags = FLAGS.filter((f, i) => f !== '--checkpoint-dir' && FLAGS[i - 1] !== '--checkpoint-dir');
+    const run = await train(cwd, [], { flags });
+    expect(run.code, run.stderr).toBe(0);
+    expect(fs.readdirSync(cwd)).toEqual([OUT]);
   });
 });
