@@ -219,7 +219,7 @@ export interface Progress {
 export interface TrainHooks {
   onEpoch?(record: EpochRecord): void;
   onProgress?(progress: Progress): void;
-  /** Aborting stops training after the batches in flight (at most SLOTS = 8), writing a checkpoint first. */
+  /** Aborting stops training after the batches in flight (at most SLOTS = 8), writing a checkpoint first (into checkpointDir, else abortCheckpointDir, if either is set). */
   signal?: AbortSignal;
   /**
    * Where an aborted run writes its checkpoint when `checkpointDir` is unset
