@@ -24,6 +24,6 @@ export { Random } from './random';
 export { writeFileAtomic } from './files';
 export { decodeSafetensors, encodeSafetensors, SafetensorsError } from './safetensors';
 export { syntheticSplits, syntheticTreebank } from './synthetic';
-export { AdaGrad, DEFAULT_TRAIN_OPTIONS, NonFiniteError, train, type EpochRecord, type TrainOptions, type TrainResult } from './train';
+export { AdaGrad, DEFAULT_TRAIN_OPTIONS, NonFiniteError, train, type EpochRecord, type Progress, type TrainHooks, type TrainOptions, type TrainResult } from './train';
 export { countNodes, formatTree, isLeaf, leaves, parseTree, parseTrees, readTrees, treeHeight, TreeParseError, type InternalNode, type LeafNode, type TreeNode } from './tree';
 export { UNKNOWN_WORD, Vocabulary } from './vocab';
