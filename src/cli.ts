@@ -313,10 +313,10 @@ export function buildProgram(): Command {
               `the most that threads can share; more shards let more threads help (the same seed then gives another model)\n`,
           );
         }
-        // Where Ctrl-C leaves a checkpoint when the run writes none of its own: beside the model.
-        const abortCheckpointDir = opts.checkpointDir === undefined && opts.resume === undefined ? `${opts.out}.checkpoint` : undefined;
-        if (abortCheckpointDir !== undefined && fs.existsSync(abortCheckpointDir) && !fs.statSync(abortCheckpointDir).isDirectory()) {
-          throw new Error(`${abortCheckpointDir} is not a directory: it is where an interrupted run keeps its checkpoint (or give --checkpoint-dir)`);
+        // Where Ctrl-C or --max-minutes leaves a checkpoint when the run writes none of its own: beside the model.
+        const stopCheckpointDir = opts.checkpointDir === undefined && opts.resume === undefined ? `${opts.out}.checkpoint` : undefined;
+        if (stopCheckpointDir !== undefined && fs.existsSync(stopCheckpointDir) && !fs.statSync(stopCheckpointDir).isDirectory()) {
+          throw new Error(`${stopCheckpointDir} is not a directory: it is where a run cut short keeps its checkpoint (or give --checkpoint-dir)`);
         }
         const report = progressReporter(opts.epochs);
         const controller = new AbortController();
@@ -333,7 +333,7 @@ export function buildProgram(): Command {
             options,
             {
               signal: controller.signal,
-              abortCheckpointDir,
+              stopCheckpointDir,
               onProgress: report.progress,
               onEpoch: (record) => {
                 report.epoch(record);
@@ -351,7 +351,7 @@ export function buildProgram(): Command {
           process.stderr.write(
             `${STOP_REASON[result.stoppedBy]} after ${result.epochs} epochs; model written to ${opts.out}` +
               (best ? `: dev ${devFigures(best)}` : '') +
-              (result.stoppedBy === 'interrupted' && result.checkpoint ? `; to continue: --resume ${result.checkpoint}` : '') +
+              ((result.stoppedBy === 'interrupted' || result.stoppedBy === 'time') && result.checkpoint ? `; to continue: --resume ${result.checkpoint}` : '') +
               '\n',
           );
           if (result.stoppedBy === 'interrupted') process.exitCode = 130;

@@ -219,14 +219,15 @@ export interface Progress {
 export interface TrainHooks {
   onEpoch?(record: EpochRecord): void;
   onProgress?(progress: Progress): void;
-  /** Aborting stops training after the batches in flight (at most SLOTS = 8), writing a checkpoint first (into checkpointDir, else abortCheckpointDir, if either is set). */
+  /** Aborting stops training after the batches in flight (at most SLOTS = 8), writing a checkpoint first (into checkpointDir, else stopCheckpointDir, if either is set). */
   signal?: AbortSignal;
   /**
-   * Where an aborted run writes its checkpoint when `checkpointDir` is unset
-   * (made then, not before): so that a run stopped by hand can be resumed
-   * even if it was started without checkpoints.
+   * Where a run cut short (aborted, or out of maxMinutes) writes its
+   * checkpoint when `checkpointDir` is unset (made then, not before): a run
+   * stopped before its end can then be resumed even if it was started
+   * without checkpoints. Runs that end by themselves write nothing there.
    */
-  abortCheckpointDir?: string;
+  stopCheckpointDir?: string;
 }
 
 export interface TrainResult {
@@ -586,9 +587,9 @@ export async function train(
         break;
       }
     }
-    if (stoppedBy === 'interrupted' && !options.checkpointDir && hooks.abortCheckpointDir) {
-      makeCheckpointDir(hooks.abortCheckpointDir);
-      checkpoint(hooks.abortCheckpointDir);
+    if ((stoppedBy === 'interrupted' || stoppedBy === 'time') && !options.checkpointDir && hooks.stopCheckpointDir) {
+      makeCheckpointDir(hooks.stopCheckpointDir);
+      checkpoint(hooks.stopCheckpointDir);
     } else if (stoppedBy !== 'epochs' && stoppedBy !== 'patience') checkpoint();
     else if (state.epoch !== lastCheckpointEpoch) checkpoint();
   } finally {

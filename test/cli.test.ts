@@ -267,6 +267,18 @@ describe('rntn train, eval and predict', () => {
     expect(other.stderr).toMatch(/note: a resumed run keeps the settings it started with; ignoring --lr 0.5 \(the run's: 0.02\), --lambda-v 1 \(the run's: 0.3\)\n/);
   });
 
+  it('a run stopped by --max-minutes without --checkpoint-dir leaves a checkpoint beside the model to resume from', () => {
+    const dir = path.join(tmp, 'budget');
+    fs.mkdirSync(dir);
+    const run = (...args: string[]) => spawnSync(process.execPath, [cli, 'train', '--dim', '4', '--threads', '1', '--epochs', '200', ...args], { encoding: 'utf8', cwd: dir });
+    const stopped = run('--max-minutes', '0.003');
+    expect(stopped.status, stopped.stderr).toBe(0);
+    expect(stopped.stderr).toMatch(/stopped at the time budget after \d+ epochs; model written to model\.safetensors.*; to continue: --resume model\.safetensors\.checkpoint\/checkpoint\.safetensors\n/);
+    const resumed = run('--epochs', '30', '--resume', 'model.safetensors.checkpoint/checkpoint.safetensors');
+    expect(resumed.status, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toMatch(/finished after 30 epochs/);
+  });
+
   it('refuses --patience and --eval-every without a dev set, which they count evaluations of', () => {
     for (const flag of [['--patience', '2'], ['--eval-every', '2']]) {
       const r = rntn('train', '--train', treesPath, '--epochs', '1', '--dim', '4', ...flag, '--out', path.join(tmp, 'nodev.safetensors'));
