@@ -318,7 +318,7 @@ export function buildProgram(): Command {
         if (stopCheckpointDir !== undefined && fs.existsSync(stopCheckpointDir) && !fs.statSync(stopCheckpointDir).isDirectory()) {
           throw new Error(`${stopCheckpointDir} is not a directory: it is where a run cut short keeps its checkpoint (or give --checkpoint-dir)`);
         }
-        const report = progressReporter(opts.epochs);
+        const report = progressReporter(opts.epochs, opts.maxMinutes);
         const controller = new AbortController();
         const onSigint = () => {
           report.stop();
@@ -492,13 +492,16 @@ function devFigures(m: Pick<Metrics, 'rootFine' | 'allFine' | 'rootBinary'>): st
  * when stderr is a terminal, one plain line per epoch when it is not (logs,
  * CI), so that redirected output is not full of carriage returns.
  */
-function progressReporter(epochs: number) {
+function progressReporter(epochs: number, maxMinutes?: number) {
   const tty = process.stderr.isTTY === true;
   const bar = tty
     ? new SingleBar({
         stream: process.stderr,
-        // The bar spans the whole run, so the ETA is for training, not the epoch.
-        format: 'epoch {epoch}/{epochs} [{bar}] {percentage}% | {speed} sent/s | loss {loss} | ETA {eta_formatted}',
+        // The bar spans the whole run, so the ETA is for training, not the epoch; a time
+        // budget may end the run first, so what is left of it shows beside the ETA.
+        format:
+          'epoch {epoch}/{epochs} [{bar}] {percentage}% | {speed} sent/s | loss {loss} | ETA {eta_formatted}' +
+          (maxMinutes !== undefined ? ' | budget left {budget}' : ''),
         hideCursor: true,
         clearOnComplete: true,
       })
@@ -517,7 +520,9 @@ function progressReporter(epochs: number) {
   return {
     progress(p: Progress) {
       if (!bar) return;
-      const payload = { epoch: p.epoch, epochs, speed: p.sentencesPerSecond.toFixed(0), loss: p.loss.toFixed(4) };
+      const left = Math.max(0, Math.round((maxMinutes ?? 0) * 60 - p.seconds));
+      const budget = `${Math.floor(left / 60)}m${String(left % 60).padStart(2, '0')}s`;
+      const payload = { epoch: p.epoch, epochs, speed: p.sentencesPerSecond.toFixed(0), loss: p.loss.toFixed(4), budget };
       const done = (p.epoch - 1) * p.batches + p.batch;
       if (!started) {
         bar.start(epochs * p.batches, done, payload);
