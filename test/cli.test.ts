@@ -119,6 +119,19 @@ describe('rntn train, eval and predict', () => {
     }
   });
 
+  // util-linux's `script` runs the command on a pseudo-terminal (Debian has it in every install).
+  const script = ['/usr/bin/script', '/bin/script'].find((p) => fs.existsSync(p));
+  it.skipIf(script === undefined)('draws a progress bar with epoch, sent/s, loss and ETA when stderr is a terminal (needs util-linux script)', () => {
+    const file = path.join(tmp, 'tty.safetensors');
+    const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(cli)} train --epochs 3 --dim 4 --threads 1 --max-minutes 5 --out ${JSON.stringify(file)}`;
+    const run = spawnSync(script!, ['-qec', command, '/dev/null'], { encoding: 'utf8' });
+    expect(run.status, run.stdout + run.stderr).toBe(0);
+    // The bar redraws in place (carriage returns), then each epoch's line scrolls above it.
+    expect(run.stdout).toMatch(/epoch 1\/3 \[[=-]+\] \d+% \| \d+ sent\/s \| loss \d\.\d{4} \| ETA \S+ \| budget left \d+m\d\ds/);
+    expect(run.stdout).toMatch(/\r|\x1b\[1G/);
+    expect(run.stdout).toMatch(/epoch 3: loss/);
+  });
+
   it('writes byte-identical model files with 1, 2 and 3 threads', () => {
     // The pool's test compares encoded models in memory; this is the whole command, file against file.
     const files = ['1', '2', '3'].map((threads) => {
