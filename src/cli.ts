@@ -7,6 +7,7 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { evaluateEnsemble, formatMetrics, pct, type Metrics } from './evaluate';
 import { gradientCheck, lossAndGradient, type GroupCheck } from './gradient';
@@ -18,7 +19,7 @@ import { Random } from './random';
 import { checkWritable, readFileNamed, writeFileAtomic } from './files';
 import { encodeSafetensors, type TensorInput } from './safetensors';
 import { randomTrees, syntheticSplits } from './synthetic';
-import { checkpointOptions, DEFAULT_DISTILL_WEIGHT, DEFAULT_TRAIN_OPTIONS, train, type EpochRecord, type Progress, type TrainOptions, type TrainResult } from './train';
+import { CHECKPOINT_FILE, checkpointOptions, DEFAULT_DISTILL_WEIGHT, DEFAULT_TRAIN_OPTIONS, train, type EpochRecord, type Progress, type TrainOptions, type TrainResult } from './train';
 import { readTrees, type TreeNode } from './tree';
 import { Vocabulary } from './vocab';
 
@@ -296,7 +297,8 @@ export function buildProgram(): Command {
         if (resumed) {
           // A user who adds --resume to the command that started the run repeats its flags: only those
           // that differ from the run's own are news.
-          const ignored = RESUMED_SETTINGS.filter(([flag, of]) => given(flag) && JSON.stringify(of(options)) !== JSON.stringify(of(resumed))).map(
+          // A setting this command line does not make (a factor with no drop, a weight with no teacher) is not news either.
+          const ignored = RESUMED_SETTINGS.filter(([flag, of]) => given(flag) && of(options) !== undefined && JSON.stringify(of(options)) !== JSON.stringify(of(resumed))).map(
             ([flag, of]) => `${command.options.find((o) => o.attributeName() === flag)!.long} ${JSON.stringify(of(options))} (the run's: ${JSON.stringify(of(resumed))})`,
           );
           if (ignored.length > 0) process.stderr.write(`note: a resumed run keeps the settings it started with; ignoring ${ignored.join(', ')}\n`);
@@ -315,8 +317,12 @@ export function buildProgram(): Command {
         }
         // Where Ctrl-C or --max-minutes leaves a checkpoint when the run writes none of its own: beside the model.
         const stopCheckpointDir = opts.checkpointDir === undefined && opts.resume === undefined ? `${opts.out}.checkpoint` : undefined;
-        if (stopCheckpointDir !== undefined && fs.existsSync(stopCheckpointDir) && !fs.statSync(stopCheckpointDir).isDirectory()) {
-          throw new Error(`${stopCheckpointDir} is not a directory: it is where a run cut short keeps its checkpoint (or give --checkpoint-dir)`);
+        if (stopCheckpointDir !== undefined && fs.existsSync(stopCheckpointDir)) {
+          // Made only when needed; what is there already must take a checkpoint (--out's directory was checked above).
+          if (!fs.statSync(stopCheckpointDir).isDirectory()) {
+            throw new Error(`${stopCheckpointDir} is not a directory: it is where a run cut short keeps its checkpoint (or give --checkpoint-dir)`);
+          }
+          checkWritable(path.join(stopCheckpointDir, CHECKPOINT_FILE), 'the checkpoint of a run cut short');
         }
         const report = progressReporter(opts.epochs, opts.maxMinutes);
         const controller = new AbortController();
@@ -351,9 +357,15 @@ export function buildProgram(): Command {
           process.stderr.write(
             `${STOP_REASON[result.stoppedBy]} after ${result.epochs} epochs; model written to ${opts.out}` +
               (best ? `: dev ${devFigures(best)}` : '') +
-              ((result.stoppedBy === 'interrupted' || result.stoppedBy === 'time') && result.checkpoint ? `; to continue: --resume ${result.checkpoint}` : '') +
+              (result.stoppedBy === 'interrupted' && result.checkpoint ? `; to continue: --resume ${result.checkpoint}` : '') +
+              // The budget counts the whole run's training time, resumes included: the same --max-minutes would stop at once.
+              (result.stoppedBy === 'time' && result.checkpoint ? `; to continue: --resume ${result.checkpoint} with a larger --max-minutes` : '') +
               '\n',
           );
+          if (result.checkpointError) {
+            process.stderr.write(`rntn train: the model is written, but its checkpoint could not be: ${result.checkpointError.message}\n`);
+            process.exitCode = 1;
+          }
           if (result.stoppedBy === 'interrupted') process.exitCode = 130;
         } finally {
           report.stop();

@@ -241,6 +241,8 @@ export interface TrainResult {
   records: EpochRecord[];
   /** The newest checkpoint this run wrote or resumed from, if any: what `resume` takes to continue it. */
   checkpoint?: string;
+  /** Why the checkpoint of a run cut short could not be written into `stopCheckpointDir` (the model is returned all the same). */
+  checkpointError?: Error;
 }
 
 /** Training stopped because the loss or gradient stopped being finite. */
@@ -443,15 +445,20 @@ export async function train(
   let lastCheckpointEpoch = state.epoch;
   // The newest checkpoint of this run (or the one it resumed from): what a failure points the user to.
   let lastCheckpoint = resume;
+  let checkpointError: Error | undefined;
   // Wall time of the whole run, earlier processes' included (a resumed run starts from its checkpoint's).
   const runStarted = process.hrtime.bigint();
-  const wallBefore = state.wallSeconds ?? 0;
+  // Checkpoints from before session 14 have no wall time: their training time is the closest figure.
+  const wallBefore = state.wallSeconds ?? state.seconds;
   const wallSeconds = () => wallBefore + Number(process.hrtime.bigint() - runStarted) / 1e9;
   const checkpoint = (dir = options.checkpointDir) => {
     if (!dir) return;
     state.wallSeconds = wallSeconds();
-    lastCheckpoint = path.join(dir, CHECKPOINT_FILE);
-    writeCheckpoint(lastCheckpoint, model, adagrad.history, best, averageSum, targets, options, state);
+    // A run that checkpoints only when cut short has not recorded its trees yet; resuming must be able to refuse others.
+    state.data ??= dataPrint();
+    const file = path.join(dir, CHECKPOINT_FILE);
+    writeCheckpoint(file, model, adagrad.history, best, averageSum, targets, options, state);
+    lastCheckpoint = file;
   };
 
   const pool = new TrainingPool({
@@ -527,7 +534,10 @@ export async function train(
         });
         if (!stopping && options.maxMinutes !== undefined && state.seconds >= options.maxMinutes * 60) stopping = 'time';
         if (!stopping && hooks.signal?.aborted) stopping = 'interrupted';
-        if (stopping && pool.inFlight === 0) {
+        // After the epoch's last batch the stop waits for the epoch's end (its record, dev
+        // evaluation and checkpoint): a checkpoint at batch = batches would resume into an
+        // epoch with no batches left, whose record would be 0/0.
+        if (stopping && pool.inFlight === 0 && state.batch + 1 < batches) {
           state.batch++;
           stoppedBy = stopping;
           break training;
@@ -586,10 +596,19 @@ export async function train(
         stoppedBy = 'patience';
         break;
       }
+      if (stopping && state.epoch < options.epochs) {
+        stoppedBy = stopping;
+        break;
+      }
     }
     if ((stoppedBy === 'interrupted' || stoppedBy === 'time') && !options.checkpointDir && hooks.stopCheckpointDir) {
-      makeCheckpointDir(hooks.stopCheckpointDir);
-      checkpoint(hooks.stopCheckpointDir);
+      // A checkpoint the user did not ask for must not cost the model: on failure the run still returns it.
+      try {
+        makeCheckpointDir(hooks.stopCheckpointDir);
+        checkpoint(hooks.stopCheckpointDir);
+      } catch (e) {
+        checkpointError = e as Error;
+      }
     } else if (stoppedBy !== 'epochs' && stoppedBy !== 'patience') checkpoint();
     else if (state.epoch !== lastCheckpointEpoch) checkpoint();
   } finally {
@@ -599,7 +618,7 @@ export async function train(
   // The best epoch model on dev; without one, the last epoch's model (the running average once it has begun).
   const result = new Model(model.config, model.vocab, best ? Float32Array.from(best) : (average() ?? Float32Array.from(params)));
   const bestDev = devTrees && devTrees.length > 0 ? evaluate(result, devTrees) : undefined;
-  return { model: result, options, epochs: state.epoch, stoppedBy, bestDev, records: state.records, checkpoint: lastCheckpoint };
+  return { model: result, options, epochs: state.epoch, stoppedBy, bestDev, records: state.records, checkpoint: lastCheckpoint, checkpointError };
 }
 
 /**

@@ -175,12 +175,41 @@ describe('train', () => {
     const interrupted = await train(trainTrees, devTrees, { ...small, checkpointDir: dir }, {
       signal: controller.signal,
       onProgress: () => {
-        if (++batches === 23) controller.abort(); // epoch 2 has 15 batches of 10: this is mid-epoch 2
+        // Epoch 2's batch 2 of 15: with up to 8 batches in flight the stop comes some batches later, inside the
+        // epoch. (At batch 8, as this test had it, all 15 were in flight: the stop came at the epoch's end.)
+        if (++batches === 17) controller.abort();
       },
     });
     expect(interrupted.stoppedBy).toBe('interrupted');
     expect(interrupted.epochs).toBe(1);
-    const resumed = await train(trainTrees, devTrees, small, {}, path.join(dir, CHECKPOINT_FILE));
+    const file = path.join(dir, CHECKPOINT_FILE);
+    const state = JSON.parse(decodeSafetensors(fs.readFileSync(file), file).metadata.state) as { epoch: number; batch: number };
+    expect(state.epoch).toBe(1);
+    expect(state.batch > 2 && state.batch < 15, `a checkpoint inside epoch 2: ${JSON.stringify(state)}`).toBe(true);
+    const resumed = await train(trainTrees, devTrees, small, {}, file);
+    expect(encodeModel(resumed.model).equals(encodeModel(whole.model))).toBe(true);
+  });
+
+  it('a stop among the last batches of an epoch ends that epoch first, so the resumed run has no empty epoch', async () => {
+    const whole = await train(trainTrees, devTrees, small);
+    const dir = path.join(tmp, 'epoch-end');
+    const controller = new AbortController();
+    let batches = 0;
+    const interrupted = await train(trainTrees, devTrees, { ...small, checkpointDir: dir }, {
+      signal: controller.signal,
+      onProgress: () => {
+        // Epoch 2's batch 13 of 15: its last two are in flight, so the stop comes after its last batch.
+        if (++batches === 28) controller.abort();
+      },
+    });
+    expect(interrupted.stoppedBy).toBe('interrupted');
+    expect(interrupted.epochs).toBe(2);
+    expect(interrupted.records.map((r) => r.epoch)).toEqual([1, 2]);
+    const file = path.join(dir, CHECKPOINT_FILE);
+    expect(JSON.parse(decodeSafetensors(fs.readFileSync(file), file).metadata.state)).toMatchObject({ epoch: 2, batch: 0 });
+    const resumed = await train(trainTrees, devTrees, small, {}, file);
+    // Before, the checkpoint said batch 15 of 15, and the resumed run logged an epoch of no batches: loss 0/0.
+    for (const r of resumed.records) expect([r.loss, r.sentencesPerSecond].every(Number.isFinite), JSON.stringify(r)).toBe(true);
     expect(encodeModel(resumed.model).equals(encodeModel(whole.model))).toBe(true);
   });
 
