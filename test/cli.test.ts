@@ -119,16 +119,17 @@ describe('rntn train, eval and predict', () => {
     }
   });
 
-  // util-linux's `script` runs the command on a pseudo-terminal (Debian has it in every install).
-  const script = ['/usr/bin/script', '/bin/script'].find((p) => fs.existsSync(p));
+  // util-linux's `script` runs the command on a pseudo-terminal (Debian has it in every install; BSD's takes other flags).
+  const script = ['/usr/bin/script', '/bin/script'].find((p) => fs.existsSync(p) && /util-linux/.test(spawnSync(p, ['--version'], { encoding: 'utf8' }).stdout ?? ''));
   it.skipIf(script === undefined)('draws a progress bar with epoch, sent/s, loss and ETA when stderr is a terminal (needs util-linux script)', () => {
     const file = path.join(tmp, 'tty.safetensors');
     const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(cli)} train --epochs 3 --dim 4 --threads 1 --max-minutes 5 --out ${JSON.stringify(file)}`;
     const run = spawnSync(script!, ['-qec', command, '/dev/null'], { encoding: 'utf8' });
     expect(run.status, run.stdout + run.stderr).toBe(0);
-    // The bar redraws in place (carriage returns), then each epoch's line scrolls above it.
+    // The bar redraws in place (the cursor sent back to column 1; a terminal turns every newline into \r\n
+    // anyway), then each epoch's line scrolls above it.
     expect(run.stdout).toMatch(/epoch 1\/3 \[[=-]+\] \d+% \| \d+ sent\/s \| loss \d\.\d{4} \| ETA \S+ \| budget left \d+m\d\ds/);
-    expect(run.stdout).toMatch(/\r|\x1b\[1G/);
+    expect(run.stdout).toMatch(/\x1b\[1G/);
     expect(run.stdout).toMatch(/epoch 3: loss/);
   });
 
@@ -278,6 +279,9 @@ describe('rntn train, eval and predict', () => {
     const other = run('--epochs', '3', '--lr', '0.5', '--lambda-v', '1', '--resume', 'ck/checkpoint.safetensors');
     expect(other.status, other.stderr).toBe(0);
     expect(other.stderr).toMatch(/note: a resumed run keeps the settings it started with; ignoring --lr 0.5 \(the run's: 0.02\), --lambda-v 1 \(the run's: 0.3\)\n/);
+    // With the drop turned off, its factor is no setting of this command line: only the epoch is news.
+    const noDrop = run('--epochs', '3', '--lr-drop-epoch', '0', '--lr-drop-factor', '0.1', '--resume', 'ck/checkpoint.safetensors');
+    expect(noDrop.stderr).toMatch(/ignoring --lr-drop-epoch 0 \(the run's: 16\)\n/);
   });
 
   it('a run stopped by --max-minutes without --checkpoint-dir leaves a checkpoint beside the model to resume from', () => {
@@ -286,10 +290,17 @@ describe('rntn train, eval and predict', () => {
     const run = (...args: string[]) => spawnSync(process.execPath, [cli, 'train', '--dim', '4', '--threads', '1', '--epochs', '200', ...args], { encoding: 'utf8', cwd: dir });
     const stopped = run('--max-minutes', '0.003');
     expect(stopped.status, stopped.stderr).toBe(0);
-    expect(stopped.stderr).toMatch(/stopped at the time budget after \d+ epochs; model written to model\.safetensors.*; to continue: --resume model\.safetensors\.checkpoint\/checkpoint\.safetensors\n/);
-    const resumed = run('--epochs', '30', '--resume', 'model.safetensors.checkpoint/checkpoint.safetensors');
+    const done = /stopped at the time budget after (\d+) epochs; model written to model\.safetensors.*; to continue: --resume model\.safetensors\.checkpoint\/checkpoint\.safetensors with a larger --max-minutes\n/.exec(stopped.stderr);
+    expect(done, stopped.stderr).not.toBeNull();
+    const checkpoint = 'model.safetensors.checkpoint/checkpoint.safetensors';
+    // The checkpoint knows its treebank (the generated one): other trees are refused.
+    const other = run('--train', treesPath, '--resume', checkpoint);
+    expect(other.status).toBe(1);
+    expect(other.stderr).toMatch(/its run trains on other trees/);
+    const target = String(Number(done![1]) + 2);
+    const resumed = run('--epochs', target, '--resume', checkpoint);
     expect(resumed.status, resumed.stderr).toBe(0);
-    expect(resumed.stderr).toMatch(/finished after 30 epochs/);
+    expect(resumed.stderr).toContain(`finished after ${target} epochs`);
   });
 
   it('refuses --patience and --eval-every without a dev set, which they count evaluations of', () => {
