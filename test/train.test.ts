@@ -213,6 +213,24 @@ describe('train', () => {
     expect(encodeModel(resumed.model).equals(encodeModel(whole.model))).toBe(true);
   });
 
+  it('a run cut short writes its checkpoint into stopCheckpointDir, and a failure to do so still returns the model', async () => {
+    const controller = new AbortController();
+    const stop = { signal: controller.signal, onProgress: () => controller.abort() };
+    const dir = path.join(tmp, 'stop-checkpoint');
+    const saved = await train(trainTrees, devTrees, small, { ...stop, stopCheckpointDir: dir });
+    expect(saved.stoppedBy).toBe('interrupted');
+    expect(saved.checkpoint).toBe(path.join(dir, CHECKPOINT_FILE));
+    expect(fs.existsSync(saved.checkpoint!)).toBe(true);
+    // A file where the directory should go: the checkpoint cannot be written, the model comes back anyway.
+    const blocked = path.join(tmp, 'blocked');
+    fs.writeFileSync(blocked, 'not a directory');
+    const failed = await train(trainTrees, devTrees, small, { ...stop, stopCheckpointDir: path.join(blocked, 'ckpt') });
+    expect(failed.stoppedBy).toBe('interrupted');
+    expect(failed.checkpoint).toBeUndefined();
+    expect(failed.checkpointError?.message).toMatch(/cannot write checkpoints to .*blocked/);
+    expect(failed.model.params.every(Number.isFinite)).toBe(true);
+  });
+
   it('stops on a non-finite loss, naming epoch and batch, without touching the checkpoint on disk', async () => {
     const dir = path.join(tmp, 'nan');
     await train(trainTrees, devTrees, { ...small, epochs: 1, checkpointDir: dir });
