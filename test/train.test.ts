@@ -167,19 +167,19 @@ describe('train', () => {
     expect(encodeModel(resumed.model).equals(encodeModel(whole.model))).toBe(true);
   });
 
+  /** Hooks that abort the run (as Ctrl-C does) when the n-th batch of the run is done. */
+  const abortAtBatch = (n: number) => {
+    const controller = new AbortController();
+    let batches = 0;
+    return { signal: controller.signal, onProgress: () => void (++batches === n && controller.abort()) };
+  };
+
   it('resumes from a mid-epoch interruption to the same bytes', async () => {
     const whole = await train(trainTrees, devTrees, small);
     const dir = path.join(tmp, 'mid');
-    const controller = new AbortController();
-    let batches = 0;
-    const interrupted = await train(trainTrees, devTrees, { ...small, checkpointDir: dir }, {
-      signal: controller.signal,
-      onProgress: () => {
-        // Epoch 2's batch 2 of 15: with up to 8 batches in flight the stop comes some batches later, inside the
-        // epoch. (At batch 8, as this test had it, all 15 were in flight: the stop came at the epoch's end.)
-        if (++batches === 17) controller.abort();
-      },
-    });
+    // Epoch 2's batch 2 of 15: with up to 8 batches in flight the stop comes some batches later, inside the
+    // epoch. (At batch 8, as this test had it, all 15 were in flight: the stop came at the epoch's end.)
+    const interrupted = await train(trainTrees, devTrees, { ...small, checkpointDir: dir }, abortAtBatch(17));
     expect(interrupted.stoppedBy).toBe('interrupted');
     expect(interrupted.epochs).toBe(1);
     const file = path.join(dir, CHECKPOINT_FILE);
@@ -193,15 +193,8 @@ describe('train', () => {
   it('a stop among the last batches of an epoch ends that epoch first, so the resumed run has no empty epoch', async () => {
     const whole = await train(trainTrees, devTrees, small);
     const dir = path.join(tmp, 'epoch-end');
-    const controller = new AbortController();
-    let batches = 0;
-    const interrupted = await train(trainTrees, devTrees, { ...small, checkpointDir: dir }, {
-      signal: controller.signal,
-      onProgress: () => {
-        // Epoch 2's batch 13 of 15: its last two are in flight, so the stop comes after its last batch.
-        if (++batches === 28) controller.abort();
-      },
-    });
+    // Epoch 2's batch 13 of 15: its last two are in flight, so the stop comes after its last batch.
+    const interrupted = await train(trainTrees, devTrees, { ...small, checkpointDir: dir }, abortAtBatch(28));
     expect(interrupted.stoppedBy).toBe('interrupted');
     expect(interrupted.epochs).toBe(2);
     expect(interrupted.records.map((r) => r.epoch)).toEqual([1, 2]);
