@@ -7,7 +7,6 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { evaluateEnsemble, formatMetrics, pct, type Metrics } from './evaluate';
 import { gradientCheck, lossAndGradient, type GroupCheck } from './gradient';
@@ -19,7 +18,7 @@ import { Random } from './random';
 import { checkWritable, readFileNamed, writeFileAtomic } from './files';
 import { encodeSafetensors, type TensorInput } from './safetensors';
 import { randomTrees, syntheticSplits } from './synthetic';
-import { CHECKPOINT_FILE, checkpointOptions, DEFAULT_DISTILL_WEIGHT, DEFAULT_TRAIN_OPTIONS, train, type EpochRecord, type Progress, type TrainOptions, type TrainResult } from './train';
+import { checkpointOptions, DEFAULT_DISTILL_WEIGHT, DEFAULT_TRAIN_OPTIONS, train, type EpochRecord, type Progress, type TrainOptions, type TrainResult } from './train';
 import { readTrees, type TreeNode } from './tree';
 import { Vocabulary } from './vocab';
 
@@ -317,13 +316,6 @@ export function buildProgram(): Command {
         }
         // Where Ctrl-C or --max-minutes leaves a checkpoint when the run writes none of its own: beside the model.
         const stopCheckpointDir = opts.checkpointDir === undefined && opts.resume === undefined ? `${opts.out}.checkpoint` : undefined;
-        if (stopCheckpointDir !== undefined && fs.existsSync(stopCheckpointDir)) {
-          // Made only when needed; what is there already must take a checkpoint (--out's directory was checked above).
-          if (!fs.statSync(stopCheckpointDir).isDirectory()) {
-            throw new Error(`${stopCheckpointDir} is not a directory: it is where a run cut short keeps its checkpoint (or give --checkpoint-dir)`);
-          }
-          checkWritable(path.join(stopCheckpointDir, CHECKPOINT_FILE), 'the checkpoint of a run cut short');
-        }
         const report = progressReporter(opts.epochs, opts.maxMinutes);
         const controller = new AbortController();
         const onSigint = () => {

@@ -442,6 +442,10 @@ export async function train(
   };
   // Made and checked before the first epoch: a bad directory fails the run now, not at its first checkpoint.
   if (options.checkpointDir) makeCheckpointDir(options.checkpointDir);
+  // The stop directory is made only if the run is cut short; what stands there already must take a checkpoint.
+  else if (hooks.stopCheckpointDir !== undefined && fs.existsSync(hooks.stopCheckpointDir)) {
+    checkWritable(path.join(hooks.stopCheckpointDir, CHECKPOINT_FILE), 'checkpoints');
+  }
   let lastCheckpointEpoch = state.epoch;
   // The newest checkpoint of this run (or the one it resumed from): what a failure points the user to.
   let lastCheckpoint = resume;

@@ -366,11 +366,15 @@ describe('rntn train, eval and predict', () => {
     expect(emptyPredict.stdout).toBe('');
     // Outputs are checked before the first epoch: a long run must not end in a failed write.
     const nowhere = path.join(tmp, 'no-such-dir', 'm');
+    const stopDir = path.join(tmp, 'm5.checkpoint');
+    fs.writeFileSync(stopDir, 'not a directory');
     const unwritable: [string[], string][] = [
       [['--out', nowhere], `cannot write the model to ${nowhere}: no directory`],
       [['--out', tmp], `cannot write the model to ${tmp}: it is a directory`],
       [['--out', path.join(tmp, 'm5'), '--log', nowhere], `cannot write the training log to ${nowhere}: no directory`],
       [['--out', path.join(tmp, 'm5'), '--checkpoint-dir', treesPath], `cannot write checkpoints to ${path.join(treesPath, 'checkpoint.safetensors')}: ${treesPath} is not a directory`],
+      // Where a run cut short would keep its checkpoint (OUT.checkpoint/): a file standing there is found now, not at Ctrl-C.
+      [['--out', path.join(tmp, 'm5')], `cannot write checkpoints to ${path.join(stopDir, 'checkpoint.safetensors')}: ${stopDir} is not a directory`],
     ];
     for (const [flags, message] of unwritable) {
       const run = rntn('train', '--train', treesPath, '--epochs', '1', ...flags);
