@@ -167,43 +167,42 @@ describe('train', () => {
     expect(encodeModel(resumed.model).equals(encodeModel(whole.model))).toBe(true);
   });
 
-  /** Hooks that abort the run (as Ctrl-C does) when the n-th batch of the run is done. */
-  const abortAtBatch = (n: number) => {
+  /**
+   * A checkpointing run aborted (as Ctrl-C does) when its n-th batch is done, then resumed from its
+   * checkpoint: both results, the checkpoint's trainer state, and an uninterrupted run to compare with.
+   */
+  const interruptAndResume = async (n: number, name: string) => {
+    const whole = await train(trainTrees, devTrees, small);
+    const dir = path.join(tmp, name);
     const controller = new AbortController();
     let batches = 0;
-    return { signal: controller.signal, onProgress: () => void (++batches === n && controller.abort()) };
+    const onProgress = () => void (++batches === n && controller.abort());
+    const interrupted = await train(trainTrees, devTrees, { ...small, checkpointDir: dir }, { signal: controller.signal, onProgress });
+    expect(interrupted.stoppedBy).toBe('interrupted');
+    const file = path.join(dir, CHECKPOINT_FILE);
+    const state = JSON.parse(decodeSafetensors(fs.readFileSync(file), file).metadata.state) as { epoch: number; batch: number };
+    const resumed = await train(trainTrees, devTrees, small, {}, file);
+    expect(encodeModel(resumed.model).equals(encodeModel(whole.model))).toBe(true);
+    return { interrupted, state, resumed };
   };
 
   it('resumes from a mid-epoch interruption to the same bytes', async () => {
-    const whole = await train(trainTrees, devTrees, small);
-    const dir = path.join(tmp, 'mid');
     // Epoch 2's batch 2 of 15: with up to 8 batches in flight the stop comes some batches later, inside the
     // epoch. (At batch 8, as this test had it, all 15 were in flight: the stop came at the epoch's end.)
-    const interrupted = await train(trainTrees, devTrees, { ...small, checkpointDir: dir }, abortAtBatch(17));
-    expect(interrupted.stoppedBy).toBe('interrupted');
+    const { interrupted, state } = await interruptAndResume(17, 'mid');
     expect(interrupted.epochs).toBe(1);
-    const file = path.join(dir, CHECKPOINT_FILE);
-    const state = JSON.parse(decodeSafetensors(fs.readFileSync(file), file).metadata.state) as { epoch: number; batch: number };
     expect(state.epoch).toBe(1);
     expect(state.batch > 2 && state.batch < 15, `a checkpoint inside epoch 2: ${JSON.stringify(state)}`).toBe(true);
-    const resumed = await train(trainTrees, devTrees, small, {}, file);
-    expect(encodeModel(resumed.model).equals(encodeModel(whole.model))).toBe(true);
   });
 
   it('a stop among the last batches of an epoch ends that epoch first, so the resumed run has no empty epoch', async () => {
-    const whole = await train(trainTrees, devTrees, small);
-    const dir = path.join(tmp, 'epoch-end');
     // Epoch 2's batch 13 of 15: its last two are in flight, so the stop comes after its last batch.
-    const interrupted = await train(trainTrees, devTrees, { ...small, checkpointDir: dir }, abortAtBatch(28));
-    expect(interrupted.stoppedBy).toBe('interrupted');
+    const { interrupted, state, resumed } = await interruptAndResume(28, 'epoch-end');
     expect(interrupted.epochs).toBe(2);
     expect(interrupted.records.map((r) => r.epoch)).toEqual([1, 2]);
-    const file = path.join(dir, CHECKPOINT_FILE);
-    expect(JSON.parse(decodeSafetensors(fs.readFileSync(file), file).metadata.state)).toMatchObject({ epoch: 2, batch: 0 });
-    const resumed = await train(trainTrees, devTrees, small, {}, file);
+    expect(state).toMatchObject({ epoch: 2, batch: 0 });
     // Before, the checkpoint said batch 15 of 15, and the resumed run logged an epoch of no batches: loss 0/0.
     for (const r of resumed.records) expect([r.loss, r.sentencesPerSecond].every(Number.isFinite), JSON.stringify(r)).toBe(true);
-    expect(encodeModel(resumed.model).equals(encodeModel(whole.model))).toBe(true);
   });
 
   it('a run cut short writes its checkpoint into stopCheckpointDir, and a failure to do so still returns the model', async () => {
